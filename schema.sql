@@ -1,0 +1,2 @@
+-- placeholder: replaced by the gateway's schema
+SELECT 1;
