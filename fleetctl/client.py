@@ -1,0 +1,63 @@
+"""A synchronous Connect client of ``FleetNodeAdminService`` over one injected httpx.Client.
+
+Every transport failure is mapped here, once, to :class:`Unreachable`; every
+Connect error answer is a :class:`fleetwire.codes.ConnectError`.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import httpx
+
+from fleetwire import codec
+from fleetwire.codes import ConnectError
+from fleetwire.procedures import Procedure
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+
+class Unreachable(Exception):
+    """The gateway could not be reached, or answered something that is not Connect."""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
+
+
+class AdminClient:
+    def __init__(self, http: httpx.Client, server_url: str, admin_token: str) -> None:
+        self._http = http
+        self._base = server_url.rstrip("/")
+        self._token = admin_token
+
+    def call(self, procedure: Procedure[Req, Resp], request: Req) -> Resp:
+        try:
+            response = self._http.post(
+                self._base + procedure.path,
+                content=codec.encode(request),
+                headers={
+                    "Content-Type": "application/json",
+                    "Connect-Protocol-Version": "1",
+                    "Authorization": f"Bearer {self._token}",
+                },
+            )
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"cannot reach {self._base}: {type(exc).__name__}") from exc
+        if response.status_code == 200:
+            try:
+                return codec.decode(response.content, procedure.response_type)
+            except codec.DecodeError as exc:
+                raise Unreachable(f"{self._base} answered an invalid message: {exc}") from exc
+        if response.is_redirect:
+            raise Unreachable(
+                f"{self._base} answered a redirect (HTTP {response.status_code}); "
+                "use the final URL with --server-url"
+            )
+        raise ConnectError.from_response(
+            response.status_code, response.content, _retry_after(response)
+        )
