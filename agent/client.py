@@ -1,0 +1,136 @@
+"""The gateway client: Connect unary JSON calls over one injected ``httpx.AsyncClient``.
+
+The only module that sees httpx exceptions and HTTP statuses; each becomes one of the
+errors of :mod:`agent.errors` here, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+import httpx
+import trio
+
+from agent.errors import ConfigurationError, ProtocolError, Rejected, Transient
+from fleetwire import codec
+from fleetwire.codes import Code, ConnectError
+from fleetwire.procedures import Procedure
+
+logger = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_SECONDS = 30.0
+MAX_RETRY_AFTER_SECONDS = 300.0
+# Connect codes that mean "try again later" whatever HTTP status carried them.
+_TRANSIENT_CODES = frozenset({Code.UNAVAILABLE, Code.RESOURCE_EXHAUSTED, Code.DEADLINE_EXCEEDED})
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Bearer = Callable[[], str | None]
+
+
+def _no_bearer() -> str | None:
+    return None
+
+
+class GatewayClient:
+    """Calls the gateway at ``base_url``; ``bearer`` is read per request, so a refresh
+    takes effect at once."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, bearer: Bearer = _no_bearer):
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._bearer = bearer
+
+    async def call(self, procedure: Procedure[Req, Resp], request: Req) -> Resp:
+        """One unary call, bounded by the whole-request timeout."""
+        headers = {
+            "Content-Type": "application/json",
+            "Connect-Protocol-Version": "1",
+            "Connect-Timeout-Ms": str(int(REQUEST_TIMEOUT_SECONDS * 1000)),
+        }
+        token = self._bearer()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            with trio.fail_after(REQUEST_TIMEOUT_SECONDS):
+                response = await self._http.post(
+                    self._base_url + procedure.path, content=codec.encode(request), headers=headers
+                )
+        except trio.TooSlowError as exc:
+            raise Transient(
+                f"{procedure.method}: no answer within {REQUEST_TIMEOUT_SECONDS:.0f} s"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise Transient(f"{procedure.method}: {_describe_transport_error(exc)}") from exc
+        return _read_response(procedure, response)
+
+
+def _describe_transport_error(exc: httpx.TransportError) -> str:
+    # The exception text of httpcore carries no secret (no headers, no body).
+    detail = str(exc) or type(exc).__name__
+    return f"cannot reach the gateway ({type(exc).__name__}: {detail})"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP date: ignore rather than trust a clock we cannot check
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return min(seconds, MAX_RETRY_AFTER_SECONDS)
+
+
+def _read_response(procedure: Procedure[Req, Resp], response: httpx.Response) -> Resp:
+    status = response.status_code
+    method = procedure.method
+    if status == 200:
+        try:
+            return codec.decode(response.content, procedure.response_type)
+        except codec.DecodeError as exc:
+            raise ProtocolError(f"{method}: unexpected answer from the gateway: {exc}") from exc
+    if 300 <= status < 400:
+        # Never followed: a redirect could replay a secret to another host.
+        raise Transient(f"{method}: the gateway answered with a redirect (HTTP {status})")
+    retry_after = _retry_after(response)
+    error = ConnectError.from_response(status, response.content, retry_after)
+    if status >= 500 or status == 429 or error.code in _TRANSIENT_CODES:
+        raise Transient(f"{method}: {error} (HTTP {status})", retry_after)
+    raise Rejected(method, error.code, error.message)
+
+
+def ssl_verify(ca_file: str | None) -> ssl.SSLContext | bool:
+    """What httpx verifies the server against: the system store, or the operator's CA file."""
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cannot use CA file {ca_file}: {exc}") from exc
+
+
+@contextlib.asynccontextmanager
+async def open_gateway_client(
+    base_url: str,
+    *,
+    ca_file: str | None = None,
+    bearer: Bearer = _no_bearer,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[GatewayClient]:
+    """A client for one gateway; ``transport`` is the test seam (``httpx.MockTransport``)."""
+    verify = ssl_verify(ca_file)
+    # httpx's own timeouts are off: the 30 s whole-request deadline is the caller's fail_after.
+    async with httpx.AsyncClient(
+        verify=verify,
+        follow_redirects=False,
+        transport=transport,
+        timeout=None,  # noqa: S113
+    ) as http:
+        yield GatewayClient(http, base_url, bearer)

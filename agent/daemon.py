@@ -1,0 +1,79 @@
+"""``fleetnode run``: the daemon, one nursery with three tasks (SPEC 5.7)."""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+import trio
+
+from agent import logs
+from agent.client import open_gateway_client
+from agent.errors import ConfigurationError
+from agent.heartbeat import HeartbeatTask
+from agent.identity import Identity
+from agent.runtime import Runtime
+from agent.session import SessionHolder, SessionKeeper
+from agent.signals import watch_signals
+from agent.state import StateStore
+from agent.urlrule import check_server_url
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class RunOptions:
+    # None: follow the gateway's interval; a value: the operator's --heartbeat-interval.
+    heartbeat_interval_seconds: float | None = None
+    # Off in in-process tests: signal handlers belong to the process, not to a test.
+    watch_signals: bool = True
+
+
+async def run(store: StateStore, options: RunOptions, runtime: Runtime) -> None:
+    """Run until a signal (returns) or a permanent failure (raises)."""
+    # Checks that need no lock come first (78), then the lock (75), then the network.
+    state = store.load_enrolled()
+    if not state.api_key:
+        raise ConfigurationError(
+            "the state holds no api key: finish enrolling with `fleetnode refresh` "
+            "(it prompts for the key)"
+        )
+    server_url = check_server_url(
+        state.server_url, allow_insecure_transport=state.allow_insecure_transport
+    )
+    identity = Identity.from_hex(state.identity_private_key)
+    store.prepare(create=False)
+    with store.lock():
+        state = store.load_enrolled()
+        logs.bind(fleet_node_id=state.fleet_node_id)
+        session = state.session
+        if session is not None and session.expires_at <= runtime.wall_clock():
+            session = None  # expired: the keeper starts with a handshake
+        holder = SessionHolder(session)
+        async with open_gateway_client(
+            server_url, ca_file=state.ca_file, bearer=holder.bearer, transport=runtime.transport
+        ) as client:
+            keeper = SessionKeeper(
+                client=client,
+                store=store,
+                state=state,
+                identity=identity,
+                holder=holder,
+                rng=runtime.rng,
+                wall_clock=runtime.wall_clock,
+            )
+            heartbeats = HeartbeatTask(
+                client=client,
+                holder=holder,
+                rng=runtime.rng,
+                wall_clock=runtime.wall_clock,
+                interval_seconds=options.heartbeat_interval_seconds,
+            )
+            logger.info("daemon started")
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    if options.watch_signals:
+                        await nursery.start(watch_signals, scope)
+                    await nursery.start(keeper.keep_session_forever)
+                    await nursery.start(heartbeats.heartbeat_forever)
+            logger.info("daemon stopped")

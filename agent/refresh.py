@@ -1,0 +1,48 @@
+"""``fleetnode refresh``: a new session from the stored (or a prompted) api key (SPEC 5.5)."""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+
+from agent import logs
+from agent.client import open_gateway_client
+from agent.errors import Transient
+from agent.identity import Identity
+from agent.oneshot import unavailable
+from agent.prompts import ask_secret
+from agent.runtime import Runtime
+from agent.session import handshake
+from agent.state import StateStore
+from agent.urlrule import check_server_url
+from fleetwire.codec import format_timestamp
+
+logger = logging.getLogger(__name__)
+
+
+async def refresh(store: StateStore, runtime: Runtime) -> None:
+    state = store.load_enrolled()  # checks that need no lock come first
+    check_server_url(state.server_url, allow_insecure_transport=state.allow_insecure_transport)
+    store.prepare(create=False)
+    with store.lock():
+        state = store.load_enrolled()  # what another process may have saved meanwhile
+        server_url = check_server_url(
+            state.server_url, allow_insecure_transport=state.allow_insecure_transport
+        )
+        logs.bind(fleet_node_id=state.fleet_node_id)
+        identity = Identity.from_hex(state.identity_private_key)
+        api_key = state.api_key or await ask_secret("API key: ", runtime.stdin, runtime.stderr)
+        async with open_gateway_client(
+            server_url, ca_file=state.ca_file, transport=runtime.transport
+        ) as client:
+            try:
+                session = await handshake(client, identity, api_key)
+            except Transient as exc:
+                raise unavailable(exc) from exc
+        # Only a key the gateway accepted is written.
+        state = attrs.evolve(state, api_key=api_key).with_session(session)
+        store.save(state)
+        logger.info("session refreshed")
+    runtime.stdout.write(f"refreshed session_expires_at={format_timestamp(session.expires_at)}\n")
+    runtime.stdout.flush()

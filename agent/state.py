@@ -1,0 +1,253 @@
+"""The state directory: ``state.json`` (load, atomic save) and ``state.lock`` (SPEC 5.2).
+
+Synchronous on purpose: every operation is a few small syscalls, and a save that cannot be
+interrupted half-way by a Trio cancellation is exactly what "never half-written" needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import json
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+
+from agent.errors import ConfigurationError, NoState, StateLocked
+from fleetwire.codec import format_timestamp
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+LOCK_FILE = "state.lock"
+_TEMP_PREFIX = ".state.json."
+_TEMP_SUFFIX = ".tmp"
+_DIR_MODE = 0o700
+
+
+@attrs.frozen
+class Session:
+    token: str = attrs.field(repr=False)
+    expires_at: datetime.datetime
+
+
+@attrs.frozen
+class State:
+    """Everything the node keeps between runs; secrets are hidden from ``repr``."""
+
+    server_url: str
+    allow_insecure_transport: bool = False
+    ca_file: str | None = None
+    fleet_node_id: int = 0
+    name: str = ""
+    identity_fingerprint: str = ""
+    identity_public_key: str = ""
+    identity_private_key: str = attrs.field(default="", repr=False)
+    api_key: str = attrs.field(default="", repr=False)
+    session_token: str = attrs.field(default="", repr=False)
+    session_expires_at: datetime.datetime | None = None
+
+    @property
+    def session(self) -> Session | None:
+        if not self.session_token or self.session_expires_at is None:
+            return None
+        return Session(self.session_token, self.session_expires_at)
+
+    def with_session(self, session: Session) -> State:
+        return attrs.evolve(
+            self, session_token=session.token, session_expires_at=session.expires_at
+        )
+
+
+def _make_converter() -> cattrs.Converter:
+    """The one converter of the state-file boundary."""
+    converter = cattrs.Converter(detailed_validation=False)
+
+    def structure_timestamp(value: Any, _: type) -> datetime.datetime:
+        if not isinstance(value, str):
+            raise ValueError("must be an RFC 3339 timestamp")
+        parsed = datetime.datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError("must carry a time zone")
+        return parsed.astimezone(datetime.UTC)
+
+    def structure_str(value: Any, _: type) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        return value
+
+    def structure_int(value: Any, _: type) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be an integer")
+        return value
+
+    def structure_bool(value: Any, _: type) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+
+    converter.register_structure_hook(datetime.datetime, structure_timestamp)
+    converter.register_structure_hook(str, structure_str)
+    converter.register_structure_hook(int, structure_int)
+    converter.register_structure_hook(bool, structure_bool)
+    converter.register_unstructure_hook(datetime.datetime, format_timestamp)
+    return converter
+
+
+_converter = _make_converter()
+
+
+def encode_state(state: State) -> bytes:
+    return (json.dumps(_converter.unstructure(state), indent=2, sort_keys=True) + "\n").encode()
+
+
+def decode_state(raw: bytes) -> State:
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return _converter.structure(data, State)
+    except (ValueError, TypeError, KeyError, RecursionError, cattrs.BaseValidationError) as exc:
+        # The message never quotes the file: it holds secrets.
+        raise ConfigurationError(
+            f"{STATE_FILE} is damaged ({type(exc).__name__}); re-enroll with `fleetnode enroll`"
+        ) from exc
+
+
+Replace = Callable[[str, str], None]
+
+
+@attrs.frozen
+class StateStore:
+    """One state directory. ``replace`` is the rename step of a save (a seam for crash tests)."""
+
+    directory: Path
+    replace: Replace = os.replace
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / STATE_FILE
+
+    @property
+    def lock_path(self) -> Path:
+        return self.directory / LOCK_FILE
+
+    def _refuse_symlink(self) -> None:
+        if self.directory.is_symlink():
+            raise ConfigurationError(
+                f"state directory {self.directory} is a symbolic link; refusing to use it"
+            )
+
+    def prepare(self, *, create: bool) -> None:
+        """Check the directory (creating it only if ``create``) and tighten it to 0700."""
+        self._refuse_symlink()
+        if not self.directory.exists():
+            if not create:
+                raise NoState(_no_state_message(self.directory))
+            self.directory.mkdir(mode=_DIR_MODE, parents=True)
+        info = self.directory.stat()
+        if not stat.S_ISDIR(info.st_mode):
+            raise ConfigurationError(f"state directory {self.directory} is not a directory")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            logger.warning("tightening permissions of %s to 0700", self.directory)
+            self.directory.chmod(_DIR_MODE)
+
+    def load(self) -> State | None:
+        """The state, or None when there is none. Read-only: creates and changes nothing."""
+        self._refuse_symlink()
+        if self.state_path.is_symlink():
+            raise ConfigurationError(f"{self.state_path} is a symbolic link; refusing to use it")
+        try:
+            raw = self.state_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError as exc:
+            raise ConfigurationError(f"{self.directory} is not a directory") from exc
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {self.state_path}: {exc.strerror}") from exc
+        return decode_state(raw)
+
+    def load_enrolled(self) -> State:
+        """The state of an enrolled node, or :class:`NoState` naming ``fleetnode enroll``."""
+        state = self.load()
+        if state is None or not state.fleet_node_id:
+            raise NoState(_no_state_message(self.directory))
+        return state
+
+    def save(self, state: State) -> None:
+        """Atomically replace ``state.json``: temp file, fsync, rename, fsync of the directory."""
+        self.remove_stale_temp_files()
+        fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as out:  # mkstemp creates it 0600
+                out.write(encode_state(state))
+                out.flush()
+                os.fsync(out.fileno())
+            self.replace(temp, str(self.state_path))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        _fsync_directory(self.directory)
+
+    def remove_stale_temp_files(self) -> None:
+        """Remove temp files a crashed save left behind (only called with the lock held)."""
+        for stale in self.directory.glob(f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}"):
+            logger.info("removing %s left behind by an interrupted save", stale.name)
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``state.lock`` (non-blocking exclusive flock, holding our pid) or StateLocked."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.lock_path, flags, 0o600)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot open {self.lock_path}: {exc.strerror}") from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise ConfigurationError(f"cannot lock {self.lock_path}") from exc
+                raise StateLocked(str(self.lock_path), _read_pid(fd)) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # closing releases the flock
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _fsync_directory(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _no_state_message(directory: Path) -> str:
+    return (
+        f"no enrolled state in {directory}: enroll this node first with "
+        "`fleetnode enroll --server-url URL`"
+    )
