@@ -1,0 +1,120 @@
+"""The node handshake (SPEC 3.4) and session resolution with its cache (SPEC 4.4).
+
+Begin: a live api key of a live confirmed node whose key matches -> a fresh 32-byte
+challenge (replacing the node's previous one), valid ``challenge_ttl_seconds``.
+Complete: the challenge is consumed (delete-returning, so a replay finds nothing),
+then the ed25519 signature over ``b"fleetnode-auth-v1\\x00" + challenge`` is
+checked; a new session replaces the node's previous one, and the database NOTIFYs
+every replica to drop the old one from its cache.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+import nacl.exceptions
+import nacl.signing
+
+from fleetwire import messages as m
+from gateway import secrets as s
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.db import Database
+from gateway.errors import Unauthenticated
+from gateway.metrics import Metrics
+from gateway.principals import NodePrincipal
+from gateway.session_cache import SessionCache
+
+logger = logging.getLogger(__name__)
+
+INVALID_API_KEY = "invalid api key"
+PUBKEY_MISMATCH = "identity_pubkey mismatch"
+CHALLENGE_NOT_FOUND = "challenge expired or not found"
+BAD_SIGNATURE = "signature verification failed"
+INVALID_SESSION = "invalid or expired session"
+
+
+class Auth:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        metrics: Metrics,
+        cache: SessionCache,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._config = config
+        self._metrics = metrics
+        self._cache = cache
+        self._clock = clock
+
+    def _refuse(self, reason: str, message: str) -> Unauthenticated:
+        self._metrics.auth_failures.labels(reason=reason).inc()
+        return Unauthenticated(message)
+
+    async def begin(self, req: m.BeginAuthHandshakeRequest) -> m.BeginAuthHandshakeResponse:
+        if not s.looks_like_api_key(req.api_key):
+            raise self._refuse("invalid_api_key", INVALID_API_KEY)
+        key_hash = s.digest(req.api_key)
+        row = await self._db.find_api_key(key_hash)
+        if row is None or not s.same(bytes(row[3]), key_hash):
+            raise self._refuse("invalid_api_key", INVALID_API_KEY)
+        node_id, org_id, pubkey, _ = row
+        if not s.same(bytes(pubkey), req.identity_pubkey):
+            raise self._refuse("pubkey_mismatch", PUBKEY_MISMATCH)
+        challenge = s.new_challenge()
+        now = self._clock()
+        expires_at = now + datetime.timedelta(seconds=self._config.challenge_ttl_seconds)
+        if not await self._db.put_challenge(
+            node_id, org_id, s.digest(challenge), now, expires_at
+        ):  # revoked between the lookup and the write
+            raise self._refuse("invalid_api_key", INVALID_API_KEY)
+        return m.BeginAuthHandshakeResponse(challenge=challenge, expires_at=expires_at)
+
+    async def complete(
+        self, req: m.CompleteAuthHandshakeRequest
+    ) -> m.CompleteAuthHandshakeResponse:
+        row = await self._db.take_challenge(s.digest(req.challenge))
+        now = self._clock()
+        if row is None or row[2] <= now:
+            raise self._refuse("challenge_not_found", CHALLENGE_NOT_FOUND)
+        node_id, org_id, _, pubkey = row
+        try:
+            nacl.signing.VerifyKey(bytes(pubkey)).verify(
+                s.signed_message(req.challenge), req.signature
+            )
+        except (nacl.exceptions.CryptoError, ValueError, TypeError):
+            raise self._refuse("bad_signature", BAD_SIGNATURE) from None
+        token = s.new_session_token()
+        expires_at = now + datetime.timedelta(seconds=self._config.session_ttl_seconds)
+        session_id = await self._db.put_session(node_id, org_id, s.digest(token), now, expires_at)
+        if session_id is None:  # revoked while the challenge was out
+            raise self._refuse("challenge_not_found", CHALLENGE_NOT_FOUND)
+        logger.info("session started fleet_node_id=%s", node_id)
+        return m.CompleteAuthHandshakeResponse(session_token=token, expires_at=expires_at)
+
+    async def resolve_session(self, token: str) -> NodePrincipal:
+        """The node holding this session; a cache hit costs no database round trip."""
+        if not s.looks_like_session_token(token):
+            raise self._refuse("invalid_session", INVALID_SESSION)
+        token_hash = s.digest(token)
+        cached = self._cache.get(token_hash) if self._cache.enabled else None
+        if cached is not None:
+            self._metrics.session_cache.labels(result="hit").inc()
+            return cached
+        self._metrics.session_cache.labels(result="miss").inc()
+        generation = self._cache.generation()
+        row = await self._db.find_session(token_hash, self._clock())
+        if row is None or not s.same(bytes(row[4]), token_hash):
+            raise self._refuse("invalid_session", INVALID_SESSION)
+        session_id, node_id, org_id, expires_at, _ = row
+        principal = NodePrincipal(
+            fleet_node_id=int(node_id),
+            org_id=int(org_id),
+            session_id=int(session_id),
+            session_expires_at=expires_at.astimezone(datetime.UTC),
+        )
+        self._cache.put(token_hash, principal, generation)
+        return principal
