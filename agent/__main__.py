@@ -153,10 +153,7 @@ async def _dispatch(args: argparse.Namespace, store: StateStore, runtime: Runtim
     elif args.command == "status":
         status.show_status(store, runtime, as_json=args.json)
     else:
-        run_options = daemon.RunOptions(
-            heartbeat_interval_seconds=args.heartbeat_interval,
-            watch_signals=getattr(args, "watch_signals", True),
-        )
+        run_options = daemon.RunOptions(heartbeat_interval_seconds=args.heartbeat_interval)
         await daemon.run(store, run_options, runtime)
 
 

@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 class RunOptions:
     # None: follow the gateway's interval; a value: the operator's --heartbeat-interval.
     heartbeat_interval_seconds: float | None = None
-    # Off in in-process tests: signal handlers belong to the process, not to a test.
-    watch_signals: bool = True
 
 
 async def run(store: StateStore, options: RunOptions, runtime: Runtime) -> None:
@@ -69,11 +67,10 @@ async def run(store: StateStore, options: RunOptions, runtime: Runtime) -> None:
                 wall_clock=runtime.wall_clock,
                 interval_seconds=options.heartbeat_interval_seconds,
             )
-            logger.info("daemon started")
             with trio.CancelScope() as scope:
                 async with trio.open_nursery() as nursery:
-                    if options.watch_signals:
-                        await nursery.start(watch_signals, scope)
+                    await nursery.start(watch_signals, scope)
                     await nursery.start(keeper.keep_session_forever)
                     await nursery.start(heartbeats.heartbeat_forever)
+                    logger.info("daemon started")
             logger.info("daemon stopped")
