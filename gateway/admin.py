@@ -10,6 +10,7 @@ import binascii
 import datetime
 import logging
 import re
+from collections.abc import Callable
 
 from fleetwire import messages as m
 from gateway import queries as q
@@ -89,8 +90,10 @@ class Admin:
         config: Config,
         metrics: Metrics,
         clock: Clock,
+        on_revoked: Callable[[int], None] = lambda _node_id: None,
     ) -> None:
         self._db = db
+        self._on_revoked = on_revoked
         self._enrollment = enrollment
         self._config = config
         self._metrics = metrics
@@ -176,5 +179,7 @@ class Admin:
         self._require_admin(p)
         if not await self._db.revoke_node(p.org_id, req.fleet_node_id, self._clock()):
             raise NotFound(NODE_NOT_FOUND)
+        # This replica forgets the node at once; the others through NOTIFY.
+        self._on_revoked(req.fleet_node_id)
         logger.info("fleet node revoked fleet_node_id=%s", req.fleet_node_id)
         return m.Empty()

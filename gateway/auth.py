@@ -92,6 +92,8 @@ class Auth:
         session_id = await self._db.put_session(node_id, org_id, s.digest(token), now, expires_at)
         if session_id is None:  # revoked while the challenge was out
             raise self._refuse("challenge_not_found", CHALLENGE_NOT_FOUND)
+        # This replica drops the previous session at once; the others through NOTIFY.
+        self._cache.drop_node(node_id, keep_session_id=session_id)
         logger.info("session started fleet_node_id=%s", node_id)
         return m.CompleteAuthHandshakeResponse(session_token=token, expires_at=expires_at)
 

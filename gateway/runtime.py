@@ -50,6 +50,7 @@ class Runtime:
     database: db.Database
     listener: NotifyListener
     sessions: SessionCache
+    writer: LastSeenWriter
 
     async def check_ready(self) -> bool:
         """True when PostgreSQL answers a trivial query within 1 s (``/readyz``)."""
@@ -103,10 +104,18 @@ async def open_runtime(
         enrollment=enrollment,
         auth=Auth(database, config, metrics, cache, clock),
         heartbeats=Heartbeats(writer, config, metrics, clock),
-        admin=Admin(database, enrollment, config, metrics, clock),
+        admin=Admin(
+            database,
+            enrollment,
+            config,
+            metrics,
+            clock,
+            on_revoked=lambda node_id: on_node_event("revoke", node_id, None),
+        ),
         database=database,
         listener=listener,
         sessions=cache,
+        writer=writer,
     )
     listener_task = asyncio.create_task(listener.listen_forever(), name="fleet-listener")
     writer_task = asyncio.create_task(writer.run(), name="fleet-last-seen-writer")

@@ -85,6 +85,10 @@ class LastSeenWriter:
 
     # --- group commit ----------------------------------------------------------------------
 
+    def queued(self) -> int:
+        """Nodes waiting for the next flush."""
+        return len(self._pending)
+
     async def submit(self, node_id: int, seen_at: datetime.datetime, skew_ms: int) -> WriteOutcome:
         """Queue a write of ``seen_at`` and wait until its flush committed."""
         if self._closing:
