@@ -30,7 +30,8 @@ def _ago(then: datetime.datetime | None, now: datetime.datetime) -> str:
 def _skew(skew_ms: int | None) -> str:
     if skew_ms is None:
         return "-"
-    return f"{skew_ms / 1000:+.1f}s"
+    seconds = round(skew_ms / 1000, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{seconds:+.1f}s"
 
 
 def rows(nodes: Iterable[m.FleetNodeSummary], now: datetime.datetime) -> list[tuple[str, ...]]:
