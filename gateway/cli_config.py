@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -219,7 +219,7 @@ class Command:
 
     name: str
     help: str
-    run: Callable[[argparse.Namespace, Config], Awaitable[int]]
+    run: Callable[[argparse.Namespace, Config], Coroutine[Any, Any, int]]
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda _parser: None
     needs_database: bool = True
 

@@ -1,0 +1,77 @@
+"""Running the gateway app on a TCP port until told to stop (``serve``; reused by dev/demo).
+
+Stopping drains: the listening socket closes, in-flight requests finish (up to
+``DRAIN_TIMEOUT_SECONDS``), then the runtime's cleanup flushes pending writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.config import Config
+
+logger = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_SECONDS = 30.0
+
+
+def url_for(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def serve(
+    config: Config,
+    ready: Callable[[int], None] | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    app: web.Application | None = None,
+) -> None:
+    """Serve ``app`` (default: ``create_app(config)``) on ``config.host:config.port``
+    until ``stop`` is set (or forever, until cancelled), then drain and clean up.
+
+    ``ready(port)`` is called once the socket listens, with the actual port (so
+    ``config.port == 0`` works).
+    """
+    runner = web.AppRunner(
+        app or create_app(config), handle_signals=False, shutdown_timeout=DRAIN_TIMEOUT_SECONDS
+    )
+    await runner.setup()  # enters the cleanup contexts: opens the runtime
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        port = _bound_port(runner, config.port)
+        logger.info("listening", extra={"url": url_for(config.host, port)})
+        if ready is not None:
+            ready(port)
+        await (stop or asyncio.Event()).wait()
+        logger.info("stopping: draining in-flight requests")
+    finally:
+        await runner.cleanup()
+        logger.info("stopped")
+
+
+def _bound_port(runner: web.AppRunner, fallback: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return fallback
+
+
+async def serve_until_signalled(config: Config, ready: Callable[[int], None] | None = None) -> None:
+    """:func:`serve` until SIGTERM or SIGINT (then drain, flush, return)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await serve(config, ready, stop=stop)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,162 @@
+"""fleet-gateway's commands as real processes: init-db, create-org, create-admin-token, serve."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+TOKEN = re.compile(r"fleetadm_[0-9a-f]{8}_[A-Za-z0-9_-]{43}")
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+
+
+def gateway(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean_env(), **(env or {})},
+    )
+
+
+def test_init_db_is_idempotent(database_url: str) -> None:
+    """init-db succeeds on a fresh database and again on the same one."""
+    for _ in range(2):
+        done = gateway("init-db", "--database-url", database_url)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_create_org_prints_the_same_id_twice(database_url: str) -> None:
+    """create-org prints the org id on stdout and is idempotent on the name."""
+    first = gateway("create-org", "acme", env={"FLEET_DATABASE_URL": database_url})
+    second = gateway("create-org", "acme", "--database-url", database_url)
+    other = gateway("create-org", "globex", "--database-url", database_url)
+    assert first.returncode == second.returncode == other.returncode == 0, first.stderr
+    assert first.stdout.strip().isdigit()
+    assert first.stdout == second.stdout
+    assert other.stdout != first.stdout
+
+
+def test_create_admin_token_prints_a_token_once(database_url: str) -> None:
+    """create-admin-token prints one new token (fleetadm_ + 8 hex + _ + 43 base64url)."""
+    assert gateway("create-org", "acme", "--database-url", database_url).returncode == 0
+    tokens = []
+    for role in ("admin", "viewer"):
+        done = gateway(
+            "create-admin-token", "--org", "acme", "--role", role, "--label", "ci",
+            "--database-url", database_url,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert TOKEN.fullmatch(done.stdout.strip()), done.stdout
+        assert done.stdout.strip() not in done.stderr
+        tokens.append(done.stdout.strip())
+    assert tokens[0] != tokens[1]
+
+
+def test_create_admin_token_for_unknown_org_fails_cleanly(database_url: str) -> None:
+    """An unknown organization is a clear error (exit 1), no traceback, no token."""
+    done = gateway("create-admin-token", "--org", "nope", "--database-url", database_url)
+    assert done.returncode == 1
+    assert "nope" in done.stderr and "not found" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_bad_role_is_a_usage_error(database_url: str) -> None:
+    """--role accepts admin or viewer only (exit 2)."""
+    done = gateway(
+        "create-admin-token", "--org", "a", "--role", "root", "--database-url", database_url
+    )
+    assert done.returncode == 2
+    assert "invalid choice" in done.stderr
+
+
+def test_offline_after_too_small_exits_78_as_a_process() -> None:
+    """serve refuses a flapping configuration with exit 78 and a one-line reason."""
+    done = gateway(
+        "serve", "--database-url", "postgresql:///x", "--last-seen-debounce", "60s",
+        "--heartbeat-interval", "30s", "--offline-after", "90s",
+    )  # fmt: skip
+    assert done.returncode == 78
+    assert "--offline-after" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unreachable_database_fails_without_traceback(tmp_path: os.PathLike[str]) -> None:
+    """A database that cannot be reached is exit 1 with a message, never a traceback."""
+    url = f"postgresql:///x?host={tmp_path}&connect_timeout=2"
+    done = gateway("create-org", "acme", "--database-url", url)
+    assert done.returncode == 1
+    assert done.stderr.strip()
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def serving(database_url: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``fleet-gateway serve --port 0`` as a process, with its port read from stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**clean_env(), "FLEET_DATABASE_URL": database_url},
+    )
+    try:
+        assert proc.stderr is not None
+        found = read_until(proc.stderr.fileno(), rb"listening on http://127\.0\.0\.1:(\d+)")
+        yield proc, int(found.group(1))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def read_until(fd: int, pattern: bytes, timeout: float = 30.0) -> re.Match[bytes]:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not selector.select(left):
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            seen += chunk
+            if found := re.search(pattern, seen):
+                return found
+    raise AssertionError(f"{pattern!r} not seen; stderr so far: {seen!r}")
+
+
+def test_serve_port_0_answers_and_exits_0_on_sigterm(
+    serving: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    """serve --port 0 prints its port, answers /healthz, and exits 0 on SIGTERM."""
+    proc, port = serving
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as resp:
+        assert resp.status == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+
+
+def test_serve_exits_0_on_sigint(serving: tuple[subprocess.Popen[bytes], int]) -> None:
+    """Ctrl-C (SIGINT) stops serve as cleanly as SIGTERM."""
+    proc, _port = serving
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0

@@ -1,0 +1,99 @@
+"""Health, readiness and metrics endpoints (SPEC 2.3)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from gateway.app import create_app
+from gateway.config import Config
+from gateway.pgcluster import Cluster, find_bindir, make_cluster_root
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def stopped_cluster() -> Iterator[Cluster]:
+    """A private cluster of this test's own, initialised but not running."""
+    cluster = Cluster(root=make_cluster_root(), bindir=find_bindir())
+    cluster.init()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+async def ready_status(client: Any) -> tuple[int, str | None]:
+    async with client.get("/readyz") as resp:
+        return resp.status, resp.headers.get("Retry-After")
+
+
+async def wait_ready_status(client: Any, wanted: int) -> int:
+    """The pool may need one failed query to notice a restart: ask a few times."""
+    status = 0
+    for _ in range(20):
+        status, _retry = await ready_status(client)
+        if status == wanted:
+            break
+    return status
+
+
+async def test_readyz_follows_the_database(aiohttp_client: Any, stopped_cluster: Cluster) -> None:
+    """/readyz is 503 with Retry-After while PostgreSQL is down, 200 once it answers;
+    /healthz is 200 throughout."""
+    config = Config(database_url=stopped_cluster.url("postgres"), db_timeout_seconds=1.0)
+    client = await aiohttp_client(create_app(config))  # starts with the database down
+
+    status, retry_after = await ready_status(client)
+    assert status == 503
+    assert retry_after is not None and int(retry_after) >= 1
+    async with client.get("/healthz") as resp:
+        assert resp.status == 200
+
+    await asyncio.to_thread(stopped_cluster.start, fsync=False)
+    assert await wait_ready_status(client, 200) == 200
+
+    await asyncio.to_thread(stopped_cluster.stop, "immediate")
+    assert await wait_ready_status(client, 503) == 503
+    async with client.get("/healthz") as resp:
+        assert resp.status == 200
+
+
+@pytest_asyncio.fixture
+async def client(aiohttp_client: Any, database_url: str) -> Any:
+    return await aiohttp_client(create_app(Config(database_url=database_url)))
+
+
+async def test_metrics_exposition(client: Any) -> None:
+    """/metrics is Prometheus text with the gateway's metric families."""
+    async with client.get("/metrics") as resp:
+        assert resp.status == 200
+        assert resp.content_type == "text/plain"
+        text = await resp.text()
+    for family in (
+        "fleet_gateway_requests",
+        "fleet_gateway_request_seconds",
+        "fleet_gateway_heartbeats_received",
+        "fleet_gateway_last_seen_statements",
+        "fleet_gateway_rate_limited",
+        "fleet_gateway_db_pool_in_use",
+    ):
+        assert f"# TYPE {family}" in text
+
+
+async def test_metrics_registries_are_per_app(aiohttp_client: Any, database_url: str) -> None:
+    """Two apps in one process do not share counters."""
+    first = await aiohttp_client(create_app(Config(database_url=database_url)))
+    second = await aiohttp_client(create_app(Config(database_url=database_url)))
+    register = "/fleetnodegateway.v1.FleetNodeGatewayService/Register"
+    headers = {"Content-Type": "application/json"}
+    async with first.post(register, data=b"{}", headers=headers) as resp:
+        assert resp.status == 400
+    async with first.get("/metrics") as resp:
+        assert 'code="invalid_argument"' in await resp.text()
+    async with second.get("/metrics") as resp:
+        assert 'code="invalid_argument"' not in await resp.text()

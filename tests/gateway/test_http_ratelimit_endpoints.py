@@ -1,0 +1,92 @@
+"""Rate limits through HTTP (SPEC 4.8, 6.3): per client address and per node, on a fake clock."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+from http_support import call, enroll, heartbeat, new_admin_token
+
+from fleetwire import procedures as p
+from gateway.app import create_app
+from gateway.config import Config
+
+pytestmark = pytest.mark.asyncio
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+HANDSHAKE_CALLS = (p.REGISTER, p.BEGIN_AUTH_HANDSHAKE, p.COMPLETE_AUTH_HANDSHAKE)
+
+
+async def test_21st_handshake_call_from_one_address_is_refused(
+    aiohttp_client: Any, database_url: str
+) -> None:
+    """Register/Begin/Complete share a burst of 20 per address; the 21st gets 429 + Retry-After."""
+    client = await aiohttp_client(create_app(Config(database_url=database_url), clock=FakeClock()))
+    codes = [(await call(client, HANDSHAKE_CALLS[n % 3], {})).body["code"] for n in range(20)]
+    assert codes == ["invalid_argument"] * 20  # limit passed, then validation
+    refused = await call(client, p.BEGIN_AUTH_HANDSHAKE, {})
+    assert refused.status == 429
+    assert refused.body["code"] == "resource_exhausted"
+    assert int(refused.headers["Retry-After"]) >= 1
+    async with client.get("/metrics") as resp:
+        assert 'fleet_gateway_rate_limited_total{limit="auth"} 1.0' in await resp.text()
+
+
+async def test_forwarded_address_counts_only_from_a_trusted_proxy(
+    aiohttp_client: Any, database_url: str
+) -> None:
+    """Behind a trusted proxy each X-Forwarded-For client has its own bucket; otherwise not."""
+    trusted = Config(
+        database_url=database_url,
+        auth_burst=2,
+        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+    )
+    client = await aiohttp_client(create_app(trusted, clock=FakeClock()))
+    first = {"X-Forwarded-For": "198.51.100.1"}
+    second = {"X-Forwarded-For": "6.6.6.6, 198.51.100.2"}
+    assert (await call(client, p.REGISTER, {}, headers=first)).status == 400
+    assert (await call(client, p.REGISTER, {}, headers=first)).status == 400
+    assert (await call(client, p.REGISTER, {}, headers=first)).status == 429
+    assert (await call(client, p.REGISTER, {}, headers=second)).status == 400
+    forged = {"X-Forwarded-For": "198.51.100.2, 198.51.100.1"}  # the proxy saw .1
+    assert (await call(client, p.REGISTER, {}, headers=forged)).status == 429
+
+    untrusted = Config(database_url=database_url, auth_burst=2)
+    client = await aiohttp_client(create_app(untrusted, clock=FakeClock()))
+    for n in range(2):
+        reply = await call(client, p.REGISTER, {}, headers={"X-Forwarded-For": f"10.0.0.{n}"})
+        assert reply.status == 400
+    reply = await call(client, p.REGISTER, {}, headers={"X-Forwarded-For": "10.0.0.9"})
+    assert reply.status == 429
+
+
+async def test_heartbeats_faster_than_4_per_second_are_refused(
+    aiohttp_client: Any, database_url: str
+) -> None:
+    """A node gets a burst of 8 heartbeats and 4/s after that; other nodes are unaffected."""
+    clock = FakeClock()
+    config = Config(database_url=database_url, last_seen_debounce_seconds=0)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    admin = await new_admin_token(database_url)
+    noisy = await enroll(client, admin, "noisy")
+    quiet = await enroll(client, admin, "quiet")
+
+    statuses = [(await heartbeat(client, noisy.session_token)).status for _ in range(9)]
+    assert statuses == [200] * 8 + [429]
+    refused = await heartbeat(client, noisy.session_token)
+    assert refused.body["code"] == "resource_exhausted"
+    assert refused.headers["Retry-After"] == "1"
+    assert (await heartbeat(client, quiet.session_token)).status == 200
+
+    clock.now += 1.0  # one second buys four more, not five
+    statuses = [(await heartbeat(client, noisy.session_token)).status for _ in range(5)]
+    assert statuses == [200] * 4 + [429]
