@@ -99,6 +99,7 @@ class FakeGateway:
         self.interval_seconds = 30
         self.clock_offset = datetime.timedelta(0)  # gateway clock minus node clock
         self.down = False
+        self.hang = False  # accept requests and never answer
         self.scripted: dict[str, list[httpx.Response]] = {}
         self.fingerprint_override: str | None = None
         self.transport = httpx.MockTransport(self.handle)
@@ -122,8 +123,11 @@ class FakeGateway:
 
     # --- the wire -------------------------------------------------------------------
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
+    async def handle(self, request: httpx.Request) -> httpx.Response:
         method = request.url.path.rsplit("/", 1)[-1]
+        if self.hang:
+            self.calls.append(Call(self.monotonic(), method, None, 0))
+            await trio.sleep_forever()
         if self.down:
             self.calls.append(Call(self.monotonic(), method, None, 0))
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)

@@ -198,6 +198,23 @@ async def test_gateway_down_at_start_for_an_hour_is_waited_for(
     assert len(heartbeat_times(gateway)) >= 10  # and keeps going
 
 
+async def test_unanswered_request_times_out_after_30_seconds(
+    cli: Cli, gateway: FakeGateway, store: StateStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A heartbeat the gateway never answers fails after 30 s and is retried after backoff."""
+    make_enrolled_state(store, gateway)
+    gateway.hang = True
+
+    def answer_again() -> None:
+        gateway.hang = False
+
+    assert await run_for(cli, 200, actions={1.0: answer_again}) is None
+    beats = gateway.calls_to("UploadHeartbeat")
+    assert beats[0].at == 0.0 and beats[0].status == 0
+    assert 30.0 + 30.0 <= beats[1].at <= 30.0 + 60.0
+    assert beats[1].status == 200
+
+
 async def test_retry_after_is_honoured_and_capped(
     cli: Cli, gateway: FakeGateway, store: StateStore, autojump_clock: trio.testing.MockClock
 ) -> None:
