@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import socket
 import sys
@@ -24,11 +25,11 @@ from agent.errors import (
     AgentError,
     ConfigurationError,
     CredentialsRejected,
+    GatewayUnavailable,
     NodeGone,
     StateLocked,
 )
 from agent.heartbeat import MIN_FLAG_INTERVAL_SECONDS
-from agent.oneshot import GatewayUnavailable
 from agent.runtime import Runtime
 from agent.state import StateStore
 from fleetwire.durations import parse_duration
@@ -46,12 +47,13 @@ EXIT_CONFIG = 78
 def heartbeat_interval(text: str) -> float:
     """A DURATION of at least 1 s (``30s``, ``1m``; a bare number is seconds)."""
     try:
-        seconds = float(text) if text.strip().replace(".", "", 1).isdigit() else None
-        if seconds is None:
+        seconds = float(text)
+    except ValueError:
+        try:
             seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    if seconds < MIN_FLAG_INTERVAL_SECONDS:
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+    if not math.isfinite(seconds) or seconds < MIN_FLAG_INTERVAL_SECONDS:
         raise argparse.ArgumentTypeError(f"must be at least 1s, got {text!r}")
     return seconds
 

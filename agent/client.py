@@ -120,12 +120,12 @@ def ssl_verify(ca_file: str | None) -> ssl.SSLContext | bool:
 async def open_gateway_client(
     base_url: str,
     *,
-    ca_file: str | None = None,
+    verify: ssl.SSLContext | bool = True,
     bearer: Bearer = _no_bearer,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[GatewayClient]:
-    """A client for one gateway; ``transport`` is the test seam (``httpx.MockTransport``)."""
-    verify = ssl_verify(ca_file)
+    """A client for one gateway; ``verify`` comes from :func:`ssl_verify`;
+    ``transport`` is the test seam (``httpx.MockTransport``)."""
     # httpx's own timeouts are off: the 30 s whole-request deadline is the caller's fail_after.
     async with httpx.AsyncClient(
         verify=verify,

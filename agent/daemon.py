@@ -8,7 +8,7 @@ import attrs
 import trio
 
 from agent import logs
-from agent.client import open_gateway_client
+from agent.client import open_gateway_client, ssl_verify
 from agent.errors import ConfigurationError
 from agent.heartbeat import HeartbeatTask
 from agent.identity import Identity
@@ -49,7 +49,10 @@ async def run(store: StateStore, options: RunOptions, runtime: Runtime) -> None:
             session = None  # expired: the keeper starts with a handshake
         holder = SessionHolder(session)
         async with open_gateway_client(
-            server_url, ca_file=state.ca_file, bearer=holder.bearer, transport=runtime.transport
+            server_url,
+            verify=ssl_verify(state.ca_file),
+            bearer=holder.bearer,
+            transport=runtime.transport,
         ) as client:
             keeper = SessionKeeper(
                 client=client,

@@ -17,11 +17,11 @@ from agent.errors import (
     ConfigurationError,
     CredentialsRejected,
     FingerprintMismatch,
+    GatewayUnavailable,
     Rejected,
     Transient,
 )
 from agent.identity import Identity
-from agent.oneshot import unavailable
 from agent.prompts import ask_secret
 from agent.runtime import Runtime
 from agent.session import handshake
@@ -48,7 +48,7 @@ async def enroll(store: StateStore, options: EnrollOptions, runtime: Runtime) ->
     server_url = check_server_url(
         options.server_url, allow_insecure_transport=options.allow_insecure_transport
     )
-    ssl_verify(options.ca_file)  # an unusable CA file is a configuration error, found now
+    verify = ssl_verify(options.ca_file)  # an unusable CA file is a configuration error
     store.prepare(create=True)
     with store.lock():
         if store.load() is not None and not options.force:
@@ -67,12 +67,12 @@ async def enroll(store: StateStore, options: EnrollOptions, runtime: Runtime) ->
                 raise ConfigurationError(f"--name: {exc.reason}") from exc
             raise CredentialsRejected("the enrollment code is malformed") from exc
         async with open_gateway_client(
-            server_url, ca_file=options.ca_file, transport=runtime.transport
+            server_url, verify=verify, transport=runtime.transport
         ) as client:
             try:
                 registered = await client.call(REGISTER, request)
             except Transient as exc:
-                raise unavailable(exc) from exc
+                raise GatewayUnavailable.from_transient(exc) from exc
             except Rejected as exc:
                 if exc.code is Code.UNAUTHENTICATED:
                     raise CredentialsRejected(
@@ -110,7 +110,7 @@ async def enroll(store: StateStore, options: EnrollOptions, runtime: Runtime) ->
             try:
                 session = await handshake(client, identity, api_key)
             except Transient as exc:
-                raise unavailable(exc) from exc
+                raise GatewayUnavailable.from_transient(exc) from exc
         state = attrs.evolve(state, api_key=api_key).with_session(session)
         store.save(state)
     runtime.stdout.write(

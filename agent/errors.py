@@ -10,12 +10,15 @@ Hierarchy (``__main__`` turns each into an exit code of SPEC 5.9)::
     ├── CredentialsRejected         77: enrollment code or api key refused: re-enroll
     ├── NodeGone                    77: the gateway no longer knows this node: re-enroll
     ├── FingerprintMismatch         1:  the gateway's fingerprint is not ours
+    ├── GatewayUnavailable          69: a one-shot command met a Transient failure
     └── GatewayError                anything the gateway call produced
         ├── Transient               69 for one-shot commands; ``run`` backs off and retries.
         │                           network, timeouts, 3xx (never followed), 5xx, 429.
         │                           ``retry_after_seconds`` mirrors Retry-After.
         ├── Rejected                a Connect error that is not transient (``code``,
-        │                           ``message``); callers decide what it means for them.
+        │   │                       ``message``); callers decide what it means for them.
+        │   └── HandshakeFailed     a handshake step refused in a way that beginning
+        │                           again may fix (``run``: transient; one-shot: 1)
         └── ProtocolError           1: a 200 whose body is not the expected message
 
 The ``client`` module is the only place httpx exceptions and HTTP statuses become these;
@@ -62,6 +65,14 @@ class NodeGone(AgentError):
 
 class FingerprintMismatch(AgentError):
     """The fingerprint the gateway computed is not the one of our key (exit 1)."""
+
+
+class GatewayUnavailable(AgentError):
+    """A one-shot command could not reach the gateway, or it answered 5xx/429 (exit 69)."""
+
+    @classmethod
+    def from_transient(cls, exc: Transient) -> GatewayUnavailable:
+        return cls(f"the gateway is unreachable or unavailable: {exc}; try again later")
 
 
 class GatewayError(AgentError):

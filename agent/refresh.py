@@ -7,10 +7,9 @@ import logging
 import attrs
 
 from agent import logs
-from agent.client import open_gateway_client
-from agent.errors import Transient
+from agent.client import open_gateway_client, ssl_verify
+from agent.errors import GatewayUnavailable, Transient
 from agent.identity import Identity
-from agent.oneshot import unavailable
 from agent.prompts import ask_secret
 from agent.runtime import Runtime
 from agent.session import handshake
@@ -34,12 +33,12 @@ async def refresh(store: StateStore, runtime: Runtime) -> None:
         identity = Identity.from_hex(state.identity_private_key)
         api_key = state.api_key or await ask_secret("API key: ", runtime.stdin, runtime.stderr)
         async with open_gateway_client(
-            server_url, ca_file=state.ca_file, transport=runtime.transport
+            server_url, verify=ssl_verify(state.ca_file), transport=runtime.transport
         ) as client:
             try:
                 session = await handshake(client, identity, api_key)
             except Transient as exc:
-                raise unavailable(exc) from exc
+                raise GatewayUnavailable.from_transient(exc) from exc
         # Only a key the gateway accepted is written.
         state = attrs.evolve(state, api_key=api_key).with_session(session)
         store.save(state)

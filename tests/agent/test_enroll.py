@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import re
 import stat
+from pathlib import Path
 
 import pytest
+import trustme
 
 from agent.state import StateStore
 from fleetwire.codes import Code
@@ -344,3 +346,28 @@ async def test_one_shot_commands_never_log_a_secret(
     assert_no_secret(caplog.text, secrets)
     for outcome in outputs:
         assert_no_secret(outcome.stdout + outcome.stderr, secrets)
+
+
+async def test_unusable_ca_file_exits_78_before_any_request(
+    cli: Cli, gateway: FakeGateway, store: StateStore, tmp_path: Path
+) -> None:
+    """A --ca-file that cannot be read exits 78 before prompting or calling the gateway."""
+    outcome = await enroll(cli, "--ca-file", str(tmp_path / "missing.pem"))
+    assert outcome.code == 78
+    assert "CA file" in outcome.stderr
+    assert gateway.calls == []
+    assert not store.directory.exists()
+
+
+async def test_ca_file_is_kept_in_the_state(
+    cli: Cli, gateway: FakeGateway, store: StateStore, tmp_path: Path
+) -> None:
+    """A usable --ca-file is recorded, so refresh and run verify the gateway with it."""
+    ca = trustme.CA()
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    outcome = await enroll(cli, "--ca-file", str(pem))
+    assert outcome.code == 0, outcome.stderr
+    state = store.load()
+    assert state is not None and state.ca_file == str(pem)
+    assert (await cli("refresh")).code == 0
