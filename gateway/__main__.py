@@ -33,11 +33,7 @@ def _stderr(text: str) -> None:
 
 
 async def _serve(args: argparse.Namespace, config: Config) -> int:
-    def ready(port: int) -> None:
-        # Plain, at any log level: scripts and tests read the port from this line.
-        _stderr(f"listening on {server.url_for(config.host, port)}")
-
-    await server.serve_until_signalled(config, ready)
+    await server.serve_until_signalled(config)  # logs "listening on http://HOST:PORT"
     return EXIT_OK
 
 

@@ -46,7 +46,10 @@ async def serve(
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
         port = _bound_port(runner, config.port)
-        logger.info("listening", extra={"url": url_for(config.host, port)})
+        url = url_for(config.host, port)
+        # The event text holds the URL so scripts find "listening on http://HOST:PORT"
+        # in text and JSON logs alike (port 0 picks the port).
+        logger.info("listening on %s", url, extra={"url": url})
         if ready is not None:
             ready(port)
         await (stop or asyncio.Event()).wait()

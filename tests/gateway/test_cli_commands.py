@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import selectors
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
@@ -160,3 +162,40 @@ def test_serve_exits_0_on_sigint(serving: tuple[subprocess.Popen[bytes], int]) -
     proc, _port = serving
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
+
+
+def test_serve_json_logs_are_json_lines_without_secrets(database_url: str) -> None:
+    """With --log-format json every stderr line is a JSON object, the RPC line names the
+    client address, and the bearer token never appears."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--port", "0", "--log-format", "json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**clean_env(), "FLEET_DATABASE_URL": database_url},
+    )
+    assert proc.stderr is not None
+    try:
+        port = int(read_until(proc.stderr.fileno(), rb"listening on http://[^:]+:(\d+)").group(1))
+        secret = "s3cr3t-session-token-that-must-not-be-logged"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/fleetnodegateway.v1.FleetNodeGatewayService/UploadHeartbeat",
+            data=b"{}",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {secret}"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+        refused.value.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        output = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stderr.close()
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert all({"ts", "level", "event"} <= line.keys() for line in lines)
+    (rpc,) = [line for line in lines if line["event"] == "rpc"]
+    assert (rpc["code"], rpc["client"]) == ("unauthenticated", "127.0.0.1")
+    assert secret not in output
