@@ -70,8 +70,13 @@ class GatewayClient:
 
 
 def _describe_transport_error(exc: httpx.TransportError) -> str:
-    # The exception text of httpcore carries no secret (no headers, no body).
-    detail = str(exc) or type(exc).__name__
+    """The first cause with a text (e.g. the TLS verification failure under a ConnectError).
+
+    These texts name hosts, ports and TLS problems, never headers or bodies: no secret."""
+    cause: BaseException | None = exc
+    while cause is not None and not str(cause):
+        cause = cause.__cause__ or cause.__context__
+    detail = str(cause) if cause is not None else type(exc).__name__
     return f"cannot reach the gateway ({type(exc).__name__}: {detail})"
 
 

@@ -7,6 +7,7 @@ process and a loopback HTTP server for the agent run as a real process.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import http.server
@@ -14,6 +15,7 @@ import io
 import logging
 import random
 import secrets
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ import nacl.exceptions
 import nacl.signing
 import pytest
 import trio
+import trustme
 
 from agent import logs
 from agent.__main__ import build_parser, execute
@@ -346,19 +349,40 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def http_gateway() -> Iterator[tuple[FakeGateway, str]]:
-    """The fake gateway behind a real loopback HTTP server (for agent processes)."""
+@contextlib.contextmanager
+def serve_fake_gateway(tls: ssl.SSLContext | None) -> Iterator[tuple[FakeGateway, str]]:
+    """The fake gateway behind a real loopback HTTP(S) server, on a thread."""
     fake = FakeGateway(
         wall_clock=lambda: datetime.datetime.now(datetime.UTC), monotonic=lambda: 0.0
     )
     handler = type("Handler", (_Handler,), {"gateway": fake})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    scheme = "http" if tls is None else "https"
     try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
+        yield fake, f"{scheme}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture
+def http_gateway() -> Iterator[tuple[FakeGateway, str]]:
+    with serve_fake_gateway(None) as served:
+        yield served
+
+
+@pytest.fixture
+def https_gateway(tmp_path: Path) -> Iterator[tuple[FakeGateway, str, Path]]:
+    """The fake gateway over TLS with a private CA; yields the CA's PEM path too."""
+    ca = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    with serve_fake_gateway(tls) as (fake, url):
+        yield fake, url, pem

@@ -179,3 +179,39 @@ def test_piped_enroll_status_and_run_as_real_processes(
     for secret in secrets:
         for text in (enrolled.stdout, enrolled.stderr, status.stdout, run_stderr):
             assert secret not in text
+
+
+def test_enroll_over_tls_verifies_the_gateway_with_the_ca_file(
+    tmp_path: Path, https_gateway: tuple[FakeGateway, str, Path]
+) -> None:
+    """Over https, a gateway signed by an unknown CA is refused (69) and --ca-file trusts it;
+    refresh then verifies with the CA file kept in the state."""
+    gateway, url, pem = https_gateway
+    state_dir = str(tmp_path / "state")
+    base = [*FLEETNODE, "--state-dir", state_dir, "enroll", "--server-url", url, "--name", "t1"]
+    piped = f"{ENROLLMENT_CODE}\n{API_KEY}\n"
+    untrusted = subprocess.run(
+        base, input=piped, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert untrusted.returncode == 69
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    assert gateway.calls == []
+
+    trusted = subprocess.run(
+        [*base, "--ca-file", str(pem)],
+        input=piped,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert trusted.returncode == 0, trusted.stderr
+    refreshed = subprocess.run(
+        [*FLEETNODE, "--state-dir", state_dir, "refresh"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert refreshed.stdout.startswith("refreshed session_expires_at=")
