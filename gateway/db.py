@@ -100,7 +100,12 @@ class Database:
                 async with conn.cursor() as cur:
                     yield cur
             reusable = True
-        except (Unavailable, DatabaseFault):
+        except Unavailable:
+            # The server went away (e.g. restarted): the pool's idle connections are
+            # as dead as this one; drop them so the next call opens a fresh one.
+            await self._pool.clear()
+            raise
+        except DatabaseFault:
             raise
         except Exception:
             # A domain outcome raised from inside the block: the transaction was rolled

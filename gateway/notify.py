@@ -40,6 +40,8 @@ class NotifyListener:
         self._keepalive_seconds = keepalive_seconds
         self._reconnect_delay_seconds = reconnect_delay_seconds
         self.connected = asyncio.Event()
+        self._connects = 0
+        self._connects_changed = asyncio.Condition()
 
     async def listen_forever(self) -> None:
         delay = self._reconnect_delay_seconds
@@ -48,6 +50,7 @@ class NotifyListener:
                 async with db.open_listener(self._database_url, self._timeout_seconds) as conn:
                     self._on_connected()
                     self.connected.set()
+                    await self._count_connect()
                     delay = self._reconnect_delay_seconds
                     logger.info("listening for node events")
                     await self._dispatch_forever(conn)
@@ -60,6 +63,21 @@ class NotifyListener:
                 self._on_lost()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    @property
+    def connects(self) -> int:
+        """How many times the LISTEN connection was (re)established."""
+        return self._connects
+
+    async def wait_connects(self, count: int) -> None:
+        """Wait until the connection has been established ``count`` times in all."""
+        async with self._connects_changed:
+            await self._connects_changed.wait_for(lambda: self._connects >= count)
+
+    async def _count_connect(self) -> None:
+        async with self._connects_changed:
+            self._connects += 1
+            self._connects_changed.notify_all()
 
     async def _dispatch_forever(self, conn: db.Listener) -> None:
         while True:
