@@ -110,6 +110,9 @@ def run(argv: Sequence[str], env: Mapping[str, str], commands: Sequence[Command]
     except DomainError as exc:
         _stderr(f"fleet-gateway: {exc.message}")
         return EXIT_FAILURE
+    except server.ListenError as exc:
+        _stderr(f"fleet-gateway: {exc}")
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except Exception as exc:  # the last boundary: no traceback for users

@@ -103,6 +103,8 @@ def connect_error_for(exc: Exception, procedure: str) -> ConnectError:
         for cls, code in _CODES:
             if isinstance(exc, cls):
                 return ConnectError(code, exc.message, exc.retry_after_seconds)
+    if isinstance(exc, ConnectionResetError):  # the client left; nothing to log or answer
+        return ConnectError(Code.CANCELED, "client disconnected")
     logger.exception("internal error", extra={"procedure": procedure})
     return ConnectError(Code.INTERNAL, "internal error")
 
@@ -153,11 +155,14 @@ async def _read_body(request: web.BaseRequest) -> _Body:
         raise _too_big()
     chunks: list[bytes] = []
     total = 0
-    while chunk := await request.content.readany():
-        total += len(chunk)
-        if total > MAX_BODY_BYTES:
-            raise _too_big()
-        chunks.append(chunk)
+    try:
+        while chunk := await request.content.readany():
+            total += len(chunk)
+            if total > MAX_BODY_BYTES:
+                raise _too_big()
+            chunks.append(chunk)
+    except web.RequestPayloadError:  # e.g. broken chunked encoding
+        return _Body(b"", "request body could not be read")
     data = b"".join(chunks)
     for _gzip in range(encodings.count("gzip")):
         data_or_problem = _gunzip(data)

@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 DRAIN_TIMEOUT_SECONDS = 30.0
 
 
+class ListenError(Exception):
+    """The address cannot be bound (in use, not local, not permitted); says which."""
+
+
 def url_for(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
@@ -36,7 +40,8 @@ async def serve(
     until ``stop`` is set (or forever, until cancelled), then drain and clean up.
 
     ``ready(port)`` is called once the socket listens, with the actual port (so
-    ``config.port == 0`` works).
+    ``config.port == 0`` works). :class:`ListenError` when the address cannot be
+    bound (``dev`` catches it to pick a free port).
     """
     runner = web.AppRunner(
         app or create_app(config), handle_signals=False, shutdown_timeout=DRAIN_TIMEOUT_SECONDS
@@ -44,7 +49,11 @@ async def serve(
     await runner.setup()  # enters the cleanup contexts: opens the runtime
     try:
         site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            url = url_for(config.host, config.port)
+            raise ListenError(f"cannot listen on {url}: {exc.strerror or exc}") from exc
         port = _bound_port(runner, config.port)
         url = url_for(config.host, port)
         # The event text holds the URL so scripts find "listening on http://HOST:PORT"

@@ -199,3 +199,14 @@ def test_serve_json_logs_are_json_lines_without_secrets(database_url: str) -> No
     (rpc,) = [line for line in lines if line["event"] == "rpc"]
     assert (rpc["code"], rpc["client"]) == ("unauthenticated", "127.0.0.1")
     assert secret not in output
+
+
+def test_port_in_use_is_a_clear_error(
+    serving: tuple[subprocess.Popen[bytes], int], database_url: str
+) -> None:
+    """A second serve on a taken port says which address failed and exits 1, no traceback."""
+    _proc, port = serving
+    done = gateway("serve", "--port", str(port), "--database-url", database_url)
+    assert done.returncode == 1
+    assert f"cannot listen on http://127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from fleetwire import procedures as p
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.pgcluster import Cluster, find_bindir, make_cluster_root
@@ -43,8 +45,8 @@ async def wait_ready_status(client: Any, wanted: int) -> int:
 
 
 async def test_readyz_follows_the_database(aiohttp_client: Any, stopped_cluster: Cluster) -> None:
-    """/readyz is 503 with Retry-After while PostgreSQL is down, 200 once it answers;
-    /healthz is 200 throughout."""
+    """/readyz is 503 with Retry-After while PostgreSQL is down (and RPCs are unavailable
+    with Retry-After), 200 once it answers; /healthz is 200 throughout."""
     config = Config(database_url=stopped_cluster.url("postgres"), db_timeout_seconds=1.0)
     client = await aiohttp_client(create_app(config))  # starts with the database down
 
@@ -53,6 +55,15 @@ async def test_readyz_follows_the_database(aiohttp_client: Any, stopped_cluster:
     assert retry_after is not None and int(retry_after) >= 1
     async with client.get("/healthz") as resp:
         assert resp.status == 200
+    register = {
+        "enrollmentToken": "c" * 43,
+        "name": "edge",
+        "identityPubkey": base64.b64encode(bytes(32)).decode(),
+    }
+    async with client.post(p.REGISTER.path, json=register) as resp:
+        assert resp.status == 503
+        assert (await resp.json())["code"] == "unavailable"
+        assert int(resp.headers["Retry-After"]) >= 1
 
     await asyncio.to_thread(stopped_cluster.start, fsync=False)
     assert await wait_ready_status(client, 200) == 200
