@@ -16,7 +16,7 @@ from agent.runtime import Runtime
 from agent.session import SessionHolder, SessionKeeper
 from agent.signals import watch_signals
 from agent.state import StateStore
-from agent.urlrule import check_server_url
+from agent.urlrule import state_server_url
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,13 @@ async def run(store: StateStore, options: RunOptions, runtime: Runtime) -> None:
             "the state holds no api key: finish enrolling with `fleetnode refresh` "
             "(it prompts for the key)"
         )
-    server_url = check_server_url(
-        state.server_url, allow_insecure_transport=state.allow_insecure_transport
-    )
-    identity = Identity.from_hex(state.identity_private_key)
+    state_server_url(state)
+    Identity.from_hex(state.identity_private_key)  # a damaged key is a 78, found before the lock
     store.prepare(create=False)
     with store.lock():
-        state = store.load_enrolled()
+        state = store.load_enrolled()  # what another process may have saved meanwhile
+        server_url = state_server_url(state)
+        identity = Identity.from_hex(state.identity_private_key)
         logs.bind(fleet_node_id=state.fleet_node_id)
         session = state.session
         if session is not None and session.expires_at <= runtime.wall_clock():

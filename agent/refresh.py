@@ -14,7 +14,7 @@ from agent.prompts import ask_secret
 from agent.runtime import Runtime
 from agent.session import handshake
 from agent.state import StateStore
-from agent.urlrule import check_server_url
+from agent.urlrule import state_server_url
 from fleetwire.codec import format_timestamp
 
 logger = logging.getLogger(__name__)
@@ -22,13 +22,11 @@ logger = logging.getLogger(__name__)
 
 async def refresh(store: StateStore, runtime: Runtime) -> None:
     state = store.load_enrolled()  # checks that need no lock come first
-    check_server_url(state.server_url, allow_insecure_transport=state.allow_insecure_transport)
+    state_server_url(state)
     store.prepare(create=False)
     with store.lock():
         state = store.load_enrolled()  # what another process may have saved meanwhile
-        server_url = check_server_url(
-            state.server_url, allow_insecure_transport=state.allow_insecure_transport
-        )
+        server_url = state_server_url(state)
         logs.bind(fleet_node_id=state.fleet_node_id)
         identity = Identity.from_hex(state.identity_private_key)
         api_key = state.api_key or await ask_secret("API key: ", runtime.stdin, runtime.stderr)

@@ -10,6 +10,7 @@ import ipaddress
 import urllib.parse
 
 from agent.errors import ConfigurationError
+from agent.state import State
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
@@ -29,6 +30,13 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def state_server_url(state: State) -> str:
+    """The state's server URL, re-checked on every use (it may have been edited)."""
+    return check_server_url(
+        state.server_url, allow_insecure_transport=state.allow_insecure_transport
+    )
 
 
 def check_server_url(url: str, *, allow_insecure_transport: bool) -> str:
