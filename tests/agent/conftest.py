@@ -98,6 +98,7 @@ class FakeGateway:
         self.issued_tokens: list[str] = []
         self.calls: list[Call] = []
         self.heartbeats: list[tuple[float, m.UploadHeartbeatRequest]] = []
+        self.heartbeat_received = threading.Event()  # for tests that watch a real process
         self.session_ttl = datetime.timedelta(hours=24)
         self.interval_seconds = 30
         self.clock_offset = datetime.timedelta(0)  # gateway clock minus node clock
@@ -229,6 +230,7 @@ class FakeGateway:
         if self.nodes[entry[0]].gone:
             raise ConnectError(Code.NOT_FOUND, "fleet node not found")
         self.heartbeats.append((self.monotonic(), request))
+        self.heartbeat_received.set()
         return m.UploadHeartbeatResponse(
             received_at=self._now(), heartbeat_interval_seconds=m.Int32(self.interval_seconds)
         )
