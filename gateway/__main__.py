@@ -21,7 +21,7 @@ from gateway.errors import DomainError
 from gateway.logging_setup import configure_logging
 from gateway.principals import Role
 
-logger = logging.getLogger("gateway")
+logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -71,6 +71,7 @@ async def _create_admin_token(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+# dev/demo live in their own modules: each defines a Command and is listed here.
 COMMANDS: tuple[Command, ...] = (
     Command("serve", "serve the node and admin APIs", _serve),
     Command("init-db", "apply schema.sql (idempotent)", _init_db),
