@@ -13,11 +13,10 @@ import re
 from collections.abc import Callable
 
 from fleetwire import messages as m
-from gateway import queries as q
 from gateway import secrets as s
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.db import Database
+from gateway.db import ConfirmOutcome, Database
 from gateway.enrollment import Enrollment
 from gateway.errors import (
     FailedPrecondition,
@@ -36,9 +35,9 @@ NEEDS_ADMIN = "this call needs an admin token (the token's role is viewer)"
 NODE_NOT_FOUND = "fleet node not found"
 BAD_PAGE_TOKEN = "pageToken: malformed page token"  # noqa: S105
 CONFIRM_REFUSED = {
-    q.CONFIRM_REVOKED: "fleet node is revoked",
-    q.CONFIRM_NOT_AWAITING: "fleet node is not awaiting confirmation",
-    q.CONFIRM_CODE_EXPIRED: "the fleet node's enrollment code expired before confirmation",
+    ConfirmOutcome.REVOKED: "fleet node is revoked",
+    ConfirmOutcome.NOT_AWAITING: "fleet node is not awaiting confirmation",
+    ConfirmOutcome.CODE_EXPIRED: "the fleet node's enrollment code expired before confirmation",
 }
 _STATUS = {
     "AWAITING_CONFIRMATION": (
@@ -168,9 +167,9 @@ class Admin:
         outcome = await self._db.confirm_node(
             p.org_id, req.fleet_node_id, self._clock(), s.digest(api_key)
         )
-        if outcome == q.CONFIRM_NOT_FOUND:
+        if outcome is ConfirmOutcome.NOT_FOUND:
             raise NotFound(NODE_NOT_FOUND)
-        if outcome != q.CONFIRMED:
+        if outcome is not ConfirmOutcome.CONFIRMED:
             raise FailedPrecondition(CONFIRM_REFUSED[outcome])
         logger.info("fleet node confirmed fleet_node_id=%s", req.fleet_node_id)
         return m.ConfirmFleetNodeResponse(api_key=api_key)

@@ -9,15 +9,17 @@ returned as values; anything else is logged and re-raised as ``DatabaseFault``
 (no SQL or driver text reaches a caller).
 
 Timestamps are always parameters: the gateway's clock is the one clock (SPEC 2.2, 4.5).
+Connections outside the pool (the CLI's one-shot helpers, the LISTEN connection)
+live in ``gateway.db_direct``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import enum
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import aiopg
@@ -30,12 +32,19 @@ from gateway.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_PATH = Path(__file__).resolve().with_name("schema.sql")
 RETRY_AFTER_SECONDS = 1.0
-NOTIFY_CHANNEL = "fleet_node_events"
+NOTIFY_CHANNEL = "fleet_node_events"  # LISTENed to by gateway.db_direct
 
 Row = tuple[Any, ...]
 _UNREACHABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, OSError, TimeoutError)
+
+
+class ConfirmOutcome(enum.Enum):
+    CONFIRMED = "confirmed"
+    NOT_FOUND = "not_found"
+    REVOKED = "revoked"
+    NOT_AWAITING = "not_awaiting"
+    CODE_EXPIRED = "code_expired"
 
 
 class DatabaseFault(RuntimeError):
@@ -44,10 +53,6 @@ class DatabaseFault(RuntimeError):
 
 def unavailable() -> Unavailable:
     return Unavailable("database unavailable", retry_after_seconds=RETRY_AFTER_SECONDS)
-
-
-def utc(value: datetime.datetime) -> datetime.datetime:
-    return value.astimezone(datetime.UTC)
 
 
 @contextlib.contextmanager
@@ -190,26 +195,26 @@ class Database:
 
     async def confirm_node(
         self, org_id: int, node_id: int, now: datetime.datetime, key_hash: bytes
-    ) -> str:
-        """One of q.CONFIRM_* outcomes; on q.CONFIRMED the api key hash is stored."""
+    ) -> ConfirmOutcome:
+        """Confirm an awaiting node; only on CONFIRMED is the api key hash stored."""
         async with self._cursor() as cur, cur.begin():
             await cur.execute(q.LOCK_NODE_FOR_CONFIRM, (node_id, org_id))
             row = await cur.fetchone()
             if row is None:
-                return q.CONFIRM_NOT_FOUND
+                return ConfirmOutcome.NOT_FOUND
             status, code_expires_at = row
             if status == "REVOKED":
-                return q.CONFIRM_REVOKED
+                return ConfirmOutcome.REVOKED
             if status == "EXPIRED":
-                return q.CONFIRM_CODE_EXPIRED
+                return ConfirmOutcome.CODE_EXPIRED
             if status != "AWAITING_CONFIRMATION":
-                return q.CONFIRM_NOT_AWAITING
+                return ConfirmOutcome.NOT_AWAITING
             if code_expires_at is None or code_expires_at <= now:
-                return q.CONFIRM_CODE_EXPIRED
+                return ConfirmOutcome.CODE_EXPIRED
             await cur.execute(q.MARK_CONFIRMED, (now, node_id, org_id))
             await cur.execute(q.CONFIRM_ENROLLMENT, (node_id,))
             await cur.execute(q.INSERT_API_KEY, (org_id, node_id, key_hash, now))
-            return q.CONFIRMED
+            return ConfirmOutcome.CONFIRMED
 
     async def revoke_node(self, org_id: int, node_id: int, now: datetime.datetime) -> bool:
         """Revoke, soft-delete and end every credential of a listed node; NOTIFY on commit."""
@@ -329,85 +334,3 @@ class Database:
 
 class NameOrKeyInUse(Exception):
     """Register hit the unique index of a live node's key or name."""
-
-
-# --- one-shot connections (CLI helpers, the LISTEN connection) -------------------------------
-
-
-@contextlib.asynccontextmanager
-async def connect(database_url: str, timeout_seconds: float) -> AsyncIterator[aiopg.Connection]:
-    """One connection outside any pool, closed on exit; connection errors are mapped."""
-    with mapped_errors():
-        conn = await aiopg.connect(
-            database_url, timeout=timeout_seconds, enable_hstore=False, enable_uuid=False,
-            enable_json=False,
-        )  # fmt: skip
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-async def apply_schema(database_url: str, timeout_seconds: float = 30.0) -> None:
-    sql = SCHEMA_PATH.read_text(encoding="utf-8")
-    async with connect(database_url, timeout_seconds) as conn, conn.cursor() as cur:
-        with mapped_errors():
-            async with cur.begin():
-                # Two replicas running init-db at once would race on CREATE ... IF NOT EXISTS.
-                await cur.execute("SELECT pg_advisory_xact_lock(%s)", (q.SCHEMA_LOCK_KEY,))
-                await cur.execute(sql)
-
-
-async def ensure_org(database_url: str, name: str, timeout_seconds: float = 10.0) -> int:
-    async with connect(database_url, timeout_seconds) as conn, conn.cursor() as cur:
-        with mapped_errors():
-            async with cur.begin():
-                await cur.execute(q.INSERT_ORG, (name,))
-                row = await cur.fetchone()
-                if row is None:
-                    await cur.execute(q.FIND_ORG, (name,))
-                    row = await cur.fetchone()
-                return int(row[0])
-
-
-async def insert_admin_token(
-    database_url: str,
-    org_name: str,
-    token_hash: bytes,
-    role: str,
-    label: str,
-    timeout_seconds: float = 10.0,
-) -> int | None:
-    """The new token's id, or None when the organization does not exist."""
-    async with connect(database_url, timeout_seconds) as conn, conn.cursor() as cur:
-        with mapped_errors():
-            await cur.execute(q.INSERT_ADMIN, (token_hash, role, label, org_name))
-            row = await cur.fetchone()
-            return None if row is None else int(row[0])
-
-
-class Listener:
-    """The LISTEN connection: outside the pool, on its own connection."""
-
-    def __init__(self, conn: aiopg.Connection) -> None:
-        self._conn = conn
-
-    async def next_payload(self) -> str:
-        """The next notification's payload; Unavailable when the connection is lost."""
-        with mapped_errors():
-            notify = await self._conn.notifies.get()
-        return str(notify.payload)
-
-    async def ping(self) -> None:
-        with mapped_errors():
-            async with self._conn.cursor() as cur:
-                await cur.execute("SELECT 1")
-
-
-@contextlib.asynccontextmanager
-async def open_listener(database_url: str, timeout_seconds: float) -> AsyncIterator[Listener]:
-    async with connect(database_url, timeout_seconds) as conn:
-        with mapped_errors():
-            async with conn.cursor() as cur:
-                await cur.execute(f"LISTEN {NOTIFY_CHANNEL}")  # a constant identifier
-        yield Listener(conn)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from gateway import db
+from gateway import db, db_direct
 from gateway.errors import Unavailable
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,9 @@ class NotifyListener:
         delay = self._reconnect_delay_seconds
         while True:
             try:
-                async with db.open_listener(self._database_url, self._timeout_seconds) as conn:
+                async with db_direct.open_listener(
+                    self._database_url, self._timeout_seconds
+                ) as conn:
                     self._on_connected()
                     self.connected.set()
                     await self._count_connect()
@@ -79,7 +81,7 @@ class NotifyListener:
             self._connects += 1
             self._connects_changed.notify_all()
 
-    async def _dispatch_forever(self, conn: db.Listener) -> None:
+    async def _dispatch_forever(self, conn: db_direct.Listener) -> None:
         while True:
             try:
                 async with asyncio.timeout(self._keepalive_seconds):

@@ -1,4 +1,5 @@
-"""The SQL text of every statement ``gateway.db`` runs (and only ``gateway.db`` imports it).
+"""The SQL text of every statement the gateway runs; only the data modules
+(``gateway.db``, ``gateway.db_direct``) import it.
 
 ``%s`` / ``%(name)s`` parameters only; timestamps always come from the gateway's
 clock as parameters. A node is *live* while ``deleted_at IS NULL``; only a live
@@ -8,13 +9,6 @@ clock as parameters. A node is *live* while ``deleted_at IS NULL``; only a live
 from __future__ import annotations
 
 SCHEMA_LOCK_KEY = 0x666C656574  # "fleet": serialises concurrent init-db runs
-
-# --- outcomes of confirm_node -------------------------------------------------------------
-CONFIRMED = "confirmed"
-CONFIRM_NOT_FOUND = "not_found"
-CONFIRM_REVOKED = "revoked"
-CONFIRM_NOT_AWAITING = "not_awaiting"
-CONFIRM_CODE_EXPIRED = "code_expired"
 
 NOTIFY = "SELECT pg_notify(%s, %s)"
 

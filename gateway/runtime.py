@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 
 import attrs
 
-from gateway import db
+from gateway import db, db_direct
 from gateway import secrets as s
 from gateway.admin import Admin
 from gateway.auth import Auth
@@ -142,18 +142,18 @@ async def open_runtime(
 
 async def init_db(database_url: str) -> None:
     """Apply schema.sql; idempotent, safe on every deploy."""
-    await db.apply_schema(database_url)
+    await db_direct.apply_schema(database_url)
 
 
 async def create_org(database_url: str, name: str) -> int:
     """The organization's id, creating it if needed (idempotent on name)."""
-    return await db.ensure_org(database_url, name)
+    return await db_direct.ensure_org(database_url, name)
 
 
 async def create_admin_token(database_url: str, org_name: str, role: Role, label: str) -> str:
     """A new admin token (shown once, stored hashed); NotFound when the org does not exist."""
     token = s.new_admin_token()
-    token_id = await db.insert_admin_token(
+    token_id = await db_direct.insert_admin_token(
         database_url, org_name, s.digest(token), role.value, label
     )
     if token_id is None:
