@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 import nacl.signing
 from aiohttp.test_utils import TestClient
+from service_support import Node, sign
 
 from fleetwire import procedures as p
 from fleetwire.procedures import Procedure
@@ -17,7 +18,6 @@ from gateway import runtime
 from gateway.principals import Role
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-SIGNING_CONTEXT = b"fleetnode-auth-v1\x00"
 
 
 @attrs.frozen
@@ -25,6 +25,16 @@ class Reply:
     status: int
     body: dict[str, Any]
     headers: Any
+
+
+class MonotonicClock:
+    """A rate limiter's clock (float seconds), moved by the test instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def b64(data: bytes) -> str:
@@ -56,18 +66,6 @@ async def new_admin_token(database_url: str, org: str = "acme", role: Role = Rol
     return await runtime.create_admin_token(database_url, org, role, "test")
 
 
-@attrs.frozen
-class Node:
-    fleet_node_id: int
-    key: nacl.signing.SigningKey
-    api_key: str
-    session_token: str
-
-    @property
-    def pubkey(self) -> bytes:
-        return bytes(self.key.verify_key)
-
-
 async def handshake(
     client: TestClient[Any, Any], key: nacl.signing.SigningKey, api_key: str
 ) -> str:
@@ -78,7 +76,7 @@ async def handshake(
     )
     assert begin.status == 200, begin.body
     challenge = base64.b64decode(begin.body["challenge"])
-    signature = key.sign(SIGNING_CONTEXT + challenge).signature
+    signature = sign(key, challenge)
     complete = await call(
         client,
         p.COMPLETE_AUTH_HANDSHAKE,

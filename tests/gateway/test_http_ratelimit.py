@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from http_support import MonotonicClock
 
 from gateway.ratelimit import TokenBuckets
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_burst_then_refused_with_retry_after() -> None:
     """A key gets its burst at once, then a refusal saying how long to wait (at least 1 s)."""
-    clock = FakeClock()
+    clock = MonotonicClock()
     buckets = TokenBuckets(5, 20, clock=clock)
     assert [buckets.take("10.0.0.1") for _ in range(20)] == [None] * 20
     assert buckets.take("10.0.0.1") == 1
@@ -25,7 +18,7 @@ def test_burst_then_refused_with_retry_after() -> None:
 
 def test_retry_after_is_the_time_until_a_token_rounded_up() -> None:
     """At 0.25 tokens/s an empty bucket asks for a 4 s wait, and is right."""
-    clock = FakeClock()
+    clock = MonotonicClock()
     buckets = TokenBuckets(0.25, 1, clock=clock)
     assert buckets.take("k") is None
     assert buckets.take("k") == 4
@@ -37,7 +30,7 @@ def test_retry_after_is_the_time_until_a_token_rounded_up() -> None:
 
 def test_refills_at_the_rate_and_never_past_the_burst() -> None:
     """After a long idle spell a key has its burst again, not more."""
-    clock = FakeClock()
+    clock = MonotonicClock()
     buckets = TokenBuckets(4, 8, clock=clock)
     for _ in range(8):
         assert buckets.take("node") is None
@@ -51,7 +44,7 @@ def test_refills_at_the_rate_and_never_past_the_burst() -> None:
 
 def test_keys_are_independent() -> None:
     """One key's exhaustion does not touch another's bucket."""
-    buckets = TokenBuckets(1, 1, clock=FakeClock())
+    buckets = TokenBuckets(1, 1, clock=MonotonicClock())
     assert buckets.take(1) is None
     assert buckets.take(1) is not None
     assert buckets.take(2) is None
@@ -59,7 +52,7 @@ def test_keys_are_independent() -> None:
 
 def test_memory_is_bounded_and_refilled_buckets_go_first() -> None:
     """Past max_keys, idle (refilled) buckets are dropped before busy ones."""
-    clock = FakeClock()
+    clock = MonotonicClock()
     buckets = TokenBuckets(1, 2, clock=clock, max_keys=3)
     buckets.take("idle")
     clock.now += 10  # "idle" is full again

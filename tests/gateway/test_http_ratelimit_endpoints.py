@@ -6,21 +6,13 @@ import ipaddress
 from typing import Any
 
 import pytest
-from http_support import call, enroll, heartbeat, new_admin_token
+from http_support import MonotonicClock, call, enroll, heartbeat, new_admin_token
 
 from fleetwire import procedures as p
 from gateway.app import create_app
 from gateway.config import Config
 
 pytestmark = pytest.mark.asyncio
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 HANDSHAKE_CALLS = (p.REGISTER, p.BEGIN_AUTH_HANDSHAKE, p.COMPLETE_AUTH_HANDSHAKE)
@@ -30,7 +22,9 @@ async def test_21st_handshake_call_from_one_address_is_refused(
     aiohttp_client: Any, database_url: str
 ) -> None:
     """Register/Begin/Complete share a burst of 20 per address; the 21st gets 429 + Retry-After."""
-    client = await aiohttp_client(create_app(Config(database_url=database_url), clock=FakeClock()))
+    client = await aiohttp_client(
+        create_app(Config(database_url=database_url), clock=MonotonicClock())
+    )
     codes = [(await call(client, HANDSHAKE_CALLS[n % 3], {})).body["code"] for n in range(20)]
     assert codes == ["invalid_argument"] * 20  # limit passed, then validation
     refused = await call(client, p.BEGIN_AUTH_HANDSHAKE, {})
@@ -50,7 +44,7 @@ async def test_forwarded_address_counts_only_from_a_trusted_proxy(
         auth_burst=2,
         trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
     )
-    client = await aiohttp_client(create_app(trusted, clock=FakeClock()))
+    client = await aiohttp_client(create_app(trusted, clock=MonotonicClock()))
     first = {"X-Forwarded-For": "198.51.100.1"}
     second = {"X-Forwarded-For": "6.6.6.6, 198.51.100.2"}
     assert (await call(client, p.REGISTER, {}, headers=first)).status == 400
@@ -61,7 +55,7 @@ async def test_forwarded_address_counts_only_from_a_trusted_proxy(
     assert (await call(client, p.REGISTER, {}, headers=forged)).status == 429
 
     untrusted = Config(database_url=database_url, auth_burst=2)
-    client = await aiohttp_client(create_app(untrusted, clock=FakeClock()))
+    client = await aiohttp_client(create_app(untrusted, clock=MonotonicClock()))
     for n in range(2):
         reply = await call(client, p.REGISTER, {}, headers={"X-Forwarded-For": f"10.0.0.{n}"})
         assert reply.status == 400
@@ -73,7 +67,7 @@ async def test_heartbeats_faster_than_4_per_second_are_refused(
     aiohttp_client: Any, database_url: str
 ) -> None:
     """A node gets a burst of 8 heartbeats and 4/s after that; other nodes are unaffected."""
-    clock = FakeClock()
+    clock = MonotonicClock()
     config = Config(database_url=database_url, last_seen_debounce_seconds=0)
     client = await aiohttp_client(create_app(config, clock=clock))
     admin = await new_admin_token(database_url)
