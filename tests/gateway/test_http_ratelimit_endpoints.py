@@ -84,3 +84,21 @@ async def test_heartbeats_faster_than_4_per_second_are_refused(
     clock.now += 1.0  # one second buys four more, not five
     statuses = [(await heartbeat(client, noisy.session_token)).status for _ in range(5)]
     assert statuses == [200] * 4 + [429]
+
+
+async def test_forwarded_header_is_honoured_from_a_trusted_proxy(
+    aiohttp_client: Any, database_url: str
+) -> None:
+    """RFC 7239 Forwarded (for=, with ports and IPv6 brackets) names the client too."""
+    config = Config(
+        database_url=database_url,
+        auth_burst=1,
+        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+    )
+    client = await aiohttp_client(create_app(config, clock=MonotonicClock()))
+    v4 = {"Forwarded": "for=198.51.100.1:5555;proto=https"}
+    v6 = {"Forwarded": 'for=6.6.6.6, for="[2001:db8::1]:4711"'}
+    assert (await call(client, p.REGISTER, {}, headers=v4)).status == 400
+    assert (await call(client, p.REGISTER, {}, headers=v4)).status == 429
+    assert (await call(client, p.REGISTER, {}, headers=v6)).status == 400
+    assert (await call(client, p.REGISTER, {}, headers=v6)).status == 429
