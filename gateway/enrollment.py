@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import unicodedata
 
 import attrs
 
@@ -17,12 +18,13 @@ from fleetwire import messages as m
 from gateway import secrets as s
 from gateway.clock import Clock
 from gateway.db import Database, NameOrKeyInUse
-from gateway.errors import FailedPrecondition, Unauthenticated
+from gateway.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 from gateway.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 INVALID_CODE = "invalid enrollment code"
+BAD_NAME = "name: must be printable text (no control characters)"
 IN_USE = "fleet node identity or name already in use"
 
 
@@ -31,6 +33,12 @@ class NewCode:
     code: str = attrs.field(repr=False)
     pending_enrollment_id: int
     expires_at: datetime.datetime
+
+
+def printable_name(name: str) -> bool:
+    """No control characters (they break the operator's table, and PostgreSQL text
+    cannot hold NUL) and no lone surrogates (not encodable as UTF-8)."""
+    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in name)
 
 
 class Enrollment:
@@ -50,6 +58,8 @@ class Enrollment:
         return NewCode(code=code, pending_enrollment_id=enrollment_id, expires_at=expires_at)
 
     async def register(self, req: m.RegisterRequest) -> m.RegisterResponse:
+        if not printable_name(req.name):
+            raise InvalidArgument(BAD_NAME)
         if not s.looks_like_enrollment_code(req.enrollment_token):
             raise self._invalid_code()
         fingerprint = s.fingerprint(req.identity_pubkey)

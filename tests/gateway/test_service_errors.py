@@ -26,6 +26,7 @@ from gateway import runtime as rt
 from gateway import secrets
 from gateway.errors import (
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     PermissionDenied,
     Unauthenticated,
@@ -92,6 +93,18 @@ async def test_failed_register_keeps_the_code(harness: Harness, org: Org) -> Non
         await register(harness.runtime, code, "edge-1", new_key())  # name in use
     ok = await register(harness.runtime, code, "edge-2", new_key())
     assert ok.fleet_node_id > taken.fleet_node_id
+
+
+@pytest.mark.parametrize("name", ["edge\x00one", "edge\none", "edge\ud800"])
+async def test_unstorable_names_are_invalid_and_keep_the_code(
+    harness: Harness, org: Org, name: str
+) -> None:
+    """A name with control characters or lone surrogates is invalid_argument, and the
+    code still works afterwards."""
+    code = await new_code(harness.runtime, org)
+    with pytest.raises(InvalidArgument, match="^name: "):
+        await register(harness.runtime, code, name, new_key())
+    assert (await register(harness.runtime, code, "edge-ok", new_key())).fleet_node_id > 0
 
 
 async def test_identity_unique_across_orgs_name_only_within(

@@ -110,6 +110,7 @@ async def test_enroll_confirm_handshake_heartbeat_revoke(harness: Harness, org: 
         )
     with pytest.raises(NotFound):
         await rt.heartbeats.record(principal, heartbeat_request())
+    assert harness.metrics.db_pool_in_use._value.get() == 0  # every connection went back
 
 
 async def test_revoke_frees_key_and_name_for_reenrollment(harness: Harness, org: Org) -> None:
