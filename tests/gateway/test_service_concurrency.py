@@ -12,6 +12,7 @@ from service_support import (
     Harness,
     Org,
     enroll,
+    handshake,
     make_config,
     make_org,
     new_code,
@@ -122,8 +123,6 @@ async def test_five_parallel_handshakes_leave_one_live_session(
 ) -> None:
     """Five complete handshakes racing end with one session row for the node."""
     node = await enroll(harness.runtime, org, "edge-1")
-    from service_support import handshake
-
     tokens = await asyncio.gather(
         *(handshake(harness.runtime, node.api_key, node.key) for _ in range(5)),
         return_exceptions=True,

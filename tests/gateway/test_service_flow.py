@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import AsyncIterator
 
@@ -9,9 +10,11 @@ import nacl.signing
 import pytest
 import pytest_asyncio
 from service_support import (
+    FakeClock,
     Harness,
     Org,
     enroll,
+    handshake,
     heartbeat_request,
     make_config,
     make_org,
@@ -127,7 +130,8 @@ async def test_revoke_frees_key_and_name_for_reenrollment(harness: Harness, org:
 async def test_session_cache_hit_after_first_resolution(harness: Harness, org: Org) -> None:
     """A second resolution of one session token is answered from the cache."""
     rt = harness.runtime
-    await rt.listener.connected.wait()
+    async with asyncio.timeout(10):
+        await rt.listener.wait_connects(1)
     node = await enroll(rt, org, "edge-1")
     first = await rt.auth.resolve_session(node.session_token)
     second = await rt.auth.resolve_session(node.session_token)
@@ -140,11 +144,10 @@ async def test_session_cache_hit_after_first_resolution(harness: Harness, org: O
 async def test_new_handshake_ends_previous_session(harness: Harness, org: Org) -> None:
     """A second handshake ends the node's previous session token."""
     rt = harness.runtime
-    await rt.listener.connected.wait()
+    async with asyncio.timeout(10):
+        await rt.listener.wait_connects(1)
     node = await enroll(rt, org, "edge-1")
     await rt.auth.resolve_session(node.session_token)  # now cached
-    from service_support import handshake
-
     newer = await handshake(rt, node.api_key, node.key)
     assert (await rt.auth.resolve_session(newer)).fleet_node_id == node.fleet_node_id
     with pytest.raises(Unauthenticated):
@@ -153,11 +156,10 @@ async def test_new_handshake_ends_previous_session(harness: Harness, org: Org) -
 
 async def test_cached_session_never_outlives_its_expiry(database_url: str) -> None:
     """A cached session stops resolving once its expiry passes on the gateway clock."""
-    from service_support import FakeClock
-
     clock = FakeClock()
     async with open_harness(make_config(database_url, session_ttl_seconds=60.0), clock=clock) as h:
-        await h.runtime.listener.connected.wait()
+        async with asyncio.timeout(10):
+            await h.runtime.listener.wait_connects(1)
         org = await make_org(h.runtime, database_url)
         node = await enroll(h.runtime, org, "edge-1")
         await h.runtime.auth.resolve_session(node.session_token)

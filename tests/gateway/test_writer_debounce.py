@@ -19,6 +19,7 @@ from service_support import (
     query,
 )
 
+from fleetwire import messages as m
 from gateway.errors import NotFound, Unavailable
 from gateway.principals import NodePrincipal
 
@@ -141,8 +142,6 @@ async def test_skew_is_stored_only_with_the_debounced_write(database_url: str) -
 
 async def test_revoked_node_heartbeat_is_not_found(database_url: str) -> None:
     """A node revoked between authentication and the write gets not_found."""
-    from fleetwire import messages as m
-
     async with open_harness(make_config(database_url)) as h:
         org = await make_org(h.runtime, database_url)
         node = await enroll(h.runtime, org, "edge-1")
