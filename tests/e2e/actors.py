@@ -35,14 +35,19 @@ _REGISTERED = re.compile(r"Registered as fleet node (\d+) with fingerprint ([0-9
 START_SECONDS = 20.0
 
 
-def bootstrap(harness: Harness, database_url: str) -> str:
-    """``init-db``, ``create-org``, ``create-admin-token`` as an operator runs them; the
-    admin token (now in the secret ledger)."""
+def bootstrap(harness: Harness, database_url: str, *replicas: Gateway) -> str:
+    """``init-db``, then ``create-org`` and ``create-admin-token`` while the ``replicas``
+    start serving (an operator's order, overlapped to save seconds); the admin token
+    (now in the secret ledger). The replicas listen when this returns."""
     cli = [program("fleet-gateway"), "--database-url", database_url]
     env = clean_env()
     harness.run([*cli, "init-db"], env)
+    for replica in replicas:
+        replica.launch()
     harness.run([*cli, "create-org", ORG], env)
     token = harness.run([*cli, "create-admin-token", "--org", ORG, "--label", "e2e"], env).stdout
+    for replica in replicas:
+        replica.wait_listening()
     return harness.secret(token, "admin token")
 
 
@@ -69,8 +74,12 @@ class Gateway:
         return self.process
 
     def start(self) -> Gateway:
-        """Serve on the port of the previous run (port 0, the kernel's pick, the first time)
-        and wait for its "listening on" line."""
+        """Serve and wait until it listens."""
+        return self.launch().wait_listening()
+
+    def launch(self) -> Gateway:
+        """Start serving on the port of the previous run (port 0, the kernel's pick, the
+        first time); :meth:`wait_listening` waits for it."""
         argv = [
             program("fleet-gateway"),
             "--database-url", self.database_url,
@@ -80,8 +89,12 @@ class Gateway:
             *self.extra,
             "serve",
         ]  # fmt: skip
-        process = self.harness.start(self.name, argv, clean_env())
-        self.process = process
+        self.process = self.harness.start(self.name, argv, clean_env())
+        return self
+
+    def wait_listening(self) -> Gateway:
+        """Wait for the "listening on http://127.0.0.1:PORT" line; learn the port from it."""
+        process = self.proc
 
         def listening() -> re.Match[str] | None:
             found = _LISTENING.search(process.text())

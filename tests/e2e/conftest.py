@@ -40,6 +40,6 @@ class Fleet:
 @pytest.fixture
 def fleet(harness: Harness, database_url: str) -> Fleet:
     """One gateway (port 0) on a fresh database, bootstrapped through its own CLI."""
-    token = bootstrap(harness, database_url)
-    gateway = Gateway(harness, database_url, "gateway").start()
+    gateway = Gateway(harness, database_url, "gateway")
+    token = bootstrap(harness, database_url, gateway)
     return Fleet(harness, database_url, gateway, Operator(harness, gateway.url, token), token)
