@@ -7,6 +7,7 @@ import datetime
 
 import pytest
 from service_support import (
+    FakeClock,
     Harness,
     Node,
     enroll,
@@ -53,6 +54,26 @@ async def test_heartbeats_inside_the_window_write_once(database_url: str) -> Non
         database_url, "SELECT last_seen_at FROM fleet_nodes WHERE id = %s", (node.fleet_node_id,)
     )
     assert stored == replies[0].received_at
+
+
+async def test_next_window_writes_again(database_url: str) -> None:
+    """Once the debounce window has passed on the gateway clock, the next heartbeat
+    advances last_seen_at again."""
+    install_update_counter(database_url)
+    clock = FakeClock()
+    async with open_harness(make_config(database_url), clock=clock) as h:
+        (node,) = await enroll_many(h, database_url, 1)
+        principal = await h.runtime.auth.resolve_session(node.session_token)
+        await h.runtime.heartbeats.record(principal, heartbeat_request(clock.now))
+        clock.advance(60)  # exactly the window: still absorbed
+        await h.runtime.heartbeats.record(principal, heartbeat_request(clock.now))
+        clock.advance(0.001)
+        last = await h.runtime.heartbeats.record(principal, heartbeat_request(clock.now))
+    assert last_seen_updates(database_url, node.fleet_node_id) == 2
+    ((stored,),) = query(
+        database_url, "SELECT last_seen_at FROM fleet_nodes WHERE id = %s", (node.fleet_node_id,)
+    )
+    assert stored == last.received_at == clock.now
 
 
 async def test_two_replicas_on_one_database_write_once(database_url: str) -> None:
