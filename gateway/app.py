@@ -21,13 +21,11 @@ from gateway import runtime
 from gateway.config import Config
 from gateway.connect import AuthKind, Context, Limit, Rpc, handle_unary, handle_unknown
 from gateway.metrics import Metrics, new_metrics
-from gateway.ratelimit import Clock, RateLimits, new_rate_limits
+from gateway.ratelimit import Clock, new_rate_limits
 
 OpenRuntime = Callable[[Config, Metrics], contextlib.AbstractAsyncContextManager[runtime.Runtime]]
 
-CONFIG_KEY = web.AppKey("config", Config)
 METRICS_KEY = web.AppKey("metrics", Metrics)
-LIMITS_KEY = web.AppKey("limits", RateLimits)
 RUNTIME_KEY = web.AppKey("runtime", runtime.Runtime)
 CONTEXT_KEY = web.AppKey("context", Context)
 
@@ -108,7 +106,7 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def prometheus_metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS_KEY].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -123,9 +121,8 @@ def create_app(
     # The adapter reads bodies itself (to cap gzip), and logs each call with the
     # client address resolved behind trusted proxies, so aiohttp does neither.
     app = web.Application(handler_args={"auto_decompress": False, "access_log": None})
-    app[CONFIG_KEY] = config
-    app[METRICS_KEY] = new_metrics()
-    app[LIMITS_KEY] = new_rate_limits(
+    metrics = app[METRICS_KEY] = new_metrics()
+    limits = new_rate_limits(
         auth_rate=config.auth_rate,
         auth_burst=config.auth_burst,
         heartbeat_rate=config.node_heartbeat_rate,
@@ -134,20 +131,17 @@ def create_app(
     )
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_runtime(config, app[METRICS_KEY]) as rt:
+        async with open_runtime(config, metrics) as rt:
             app[RUNTIME_KEY] = rt
             app[CONTEXT_KEY] = Context(
-                runtime=rt,
-                metrics=app[METRICS_KEY],
-                limits=app[LIMITS_KEY],
-                trusted_proxies=config.trusted_proxies,
+                runtime=rt, metrics=metrics, limits=limits, trusted_proxies=config.trusted_proxies
             )
             yield
 
     app.cleanup_ctx.append(runtime_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", prometheus_metrics)
     for rpc in RPCS:
         app.router.add_route("*", rpc.procedure.path, _rpc_handler(rpc))
     app.router.add_route("*", "/{tail:.*}", handle_unknown)
