@@ -29,7 +29,7 @@ METRICS_KEY = web.AppKey("metrics", Metrics)
 RUNTIME_KEY = web.AppKey("runtime", runtime.Runtime)
 CONTEXT_KEY = web.AppKey("context", Context)
 
-# How long a client should wait before asking /readyz (or an unavailable RPC) again.
+# How long a load balancer should wait before asking /readyz again.
 NOT_READY_RETRY_AFTER_SECONDS = 5
 
 
