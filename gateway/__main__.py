@@ -1,4 +1,4 @@
-"""``fleet-gateway``: serve, init-db, create-org, create-admin-token (SPEC 6).
+"""``fleet-gateway``: serve, init-db, create-org, create-admin-token, dev, demo (SPEC 6).
 
 The only module of the gateway that reads ``os.environ``, configures logging and
 starts an event loop. Exit codes (SPEC 5.9): 0 success or signal shutdown, 1
@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from gateway import runtime, server
+from gateway import devcommands, runtime, server
 from gateway.cli_config import Command, build_parser, config_from, require_database_url
 from gateway.config import Config, ConfigError
 from gateway.errors import DomainError
@@ -87,6 +87,7 @@ COMMANDS: tuple[Command, ...] = (
         _create_admin_token,
         _token_arguments,
     ),
+    *devcommands.COMMANDS,
 )
 
 
