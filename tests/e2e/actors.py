@@ -257,10 +257,10 @@ def enroll(
     return node_id
 
 
-def start_agent(harness: Harness, state_dir: Path, name: str) -> Process:
+def start_agent(harness: Harness, state_dir: Path, name: str, log_level: str = "info") -> Process:
     """``fleetnode run`` with a 1 s heartbeat interval."""
     argv = [
-        program("fleetnode"), "--state-dir", str(state_dir),
+        program("fleetnode"), "--state-dir", str(state_dir), "--log-level", log_level,
         "run", "--heartbeat-interval", AGENT_INTERVAL,
     ]  # fmt: skip
     return harness.start(f"run-{name}", argv, clean_env())

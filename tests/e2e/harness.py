@@ -72,12 +72,16 @@ def wait_until(
 
 
 class Process:
-    """A started child: its Popen, and its combined stdout+stderr log file."""
+    """A started child: its Popen, and its log file (stdout and stderr together, unless
+    stderr went to its own file, ``errlog``)."""
 
-    def __init__(self, name: str, popen: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(
+        self, name: str, popen: subprocess.Popen[bytes], log: Path, errlog: Path | None = None
+    ) -> None:
         self.name = name
         self.popen = popen
         self.log = log
+        self.errlog = errlog
 
     @property
     def pid(self) -> int:
@@ -87,8 +91,11 @@ class Process:
         return self.log.read_text(errors="replace")
 
     def tail(self, lines: int = 30) -> str:
-        return f"--- last lines of {self.name} ({self.log}) ---\n" + "\n".join(
-            self.text().splitlines()[-lines:]
+        logs = [self.log] if self.errlog is None else [self.log, self.errlog]
+        return "\n".join(
+            f"--- last lines of {log} ---\n"
+            + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            for log in logs
         )
 
     def running(self) -> bool:
@@ -149,14 +156,17 @@ class Harness:
         *,
         stdin: int | IO[bytes] = subprocess.DEVNULL,
         cwd: Path | None = None,
+        separate_stderr: bool = False,
     ) -> Process:
-        """Start ``argv`` with stdout and stderr appended to a new log file."""
+        """Start ``argv`` with stdout and stderr appended to a new log file (or two)."""
         log = self.log_path(name)
-        with log.open("ab") as out:  # the child keeps its own descriptor
+        errlog = self.log_path(f"{name}-stderr") if separate_stderr else None
+        with log.open("ab") as out, (errlog or log).open("ab") as err:
+            # The child keeps its own descriptors.
             popen = subprocess.Popen(
-                list(argv), stdin=stdin, stdout=out, stderr=out, env=dict(env), cwd=cwd
+                list(argv), stdin=stdin, stdout=out, stderr=err, env=dict(env), cwd=cwd
             )
-        process = Process(name, popen, log)
+        process = Process(name, popen, log, errlog)
         self.processes.append(process)
         return process
 
