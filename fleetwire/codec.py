@@ -30,7 +30,10 @@ from fleetwire.validators import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, Fie
 
 T = TypeVar("T")
 
-_DECIMAL = re.compile(r"-?[0-9]+")
+# Sign, leading zeros, then at most 19 significant digits: anything longer is out of
+# int64 range, and never reaches int(), whose digit limit error would quote internals.
+_DECIMAL = re.compile(r"-?0*([0-9]*)")
+_MAX_INT64_DIGITS = 19
 _BASE64 = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}")
 
 
@@ -50,9 +53,13 @@ def _integer(value: object, minimum: int, maximum: int) -> int:
     if isinstance(value, bool):
         raise ValueError("must be an integer")
     if isinstance(value, str):
-        if not _DECIMAL.fullmatch(value):
+        decimal = _DECIMAL.fullmatch(value)
+        if decimal is None or value in ("", "-"):
             raise ValueError("must be an integer")
-        number = int(value)
+        digits = decimal.group(1) or "0"
+        if len(digits) > _MAX_INT64_DIGITS:
+            raise ValueError("is out of range")
+        number = -int(digits) if value.startswith("-") else int(digits)
     elif isinstance(value, int):
         number = value
     elif isinstance(value, float) and value.is_integer():
@@ -99,7 +106,10 @@ def _structure_timestamp(value: object, _: type) -> datetime.datetime:
         raise ValueError("must be an RFC 3339 timestamp") from exc
     if parsed.tzinfo is None:
         raise ValueError("must be an RFC 3339 timestamp with a time zone")
-    return parsed.astimezone(datetime.UTC)
+    try:
+        return parsed.astimezone(datetime.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("is out of range") from None
 
 
 def _structure_enum(value: object, cls: type[enum.Enum]) -> enum.Enum:
