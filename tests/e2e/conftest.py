@@ -2,30 +2,43 @@
 
 ``harness`` owns every process a test starts and, at teardown, stops them all and
 fails the test if any secret it handled shows up in any log those processes wrote.
-``fleet`` is a bootstrapped gateway on a fresh database with an operator for it.
+``fleet`` is a bootstrapped gateway on a fresh database with an operator for it, for
+tests that kill or reconfigure their gateway. ``shared_fleet`` is the same, shared by
+a module's tests (a gateway costs seconds to bootstrap); each test then works inside
+``harness.scope()``, which stops what the test started and checks the logs.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import pytest
 
+from gateway.pgcluster import Cluster
+from tests.conftest import TEMPLATE_DB, admin_sql
 from tests.e2e.actors import Gateway, Operator, bootstrap
 from tests.e2e.harness import Harness
 
+_databases = itertools.count()
+HERE = Path(__file__).resolve().parent
+DEMO_FIRST = "test_demo_runs_its_postgresql_and_three_fleetnode_daemons"
+DEMO_LAST = "test_demo_exits_0_with_three_online_nodes_and_leaves_nothing_behind"
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.stop_all()
-    leaked = harness.leaked_secrets()
-    assert not leaked, "secrets in logs:\n" + "\n".join(leaked)
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Let the demo's 15 s run in the background of the other e2e tests: its first test
+    (the demo is up) goes before them, its last test (the demo ended well) after them."""
+    e2e = [i for i, item in enumerate(items) if item.path.parent == HERE]
+    if not e2e:
+        return
+    block = items[e2e[0] : e2e[-1] + 1]
+    first = [item for item in block if item.name == DEMO_FIRST]
+    last = [item for item in block if item.name == DEMO_LAST]
+    rest = [item for item in block if item.name not in (DEMO_FIRST, DEMO_LAST)]
+    items[e2e[0] : e2e[-1] + 1] = [*first, *rest, *last]
 
 
 @attrs.frozen
@@ -38,8 +51,47 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(harness: Harness, database_url: str) -> Fleet:
-    """One gateway (port 0) on a fresh database, bootstrapped through its own CLI."""
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(tmp_path)
+    with harness.scope():
+        yield harness
+
+
+@pytest.fixture(scope="module")
+def module_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    harness = Harness(tmp_path_factory.mktemp("e2e-module"))
+    with harness.scope():
+        yield harness
+
+
+@pytest.fixture(scope="module")
+def module_database_url(pg_cluster: Cluster) -> Iterator[str]:
+    """A fresh database with the schema for one module, dropped after it."""
+    name = f"e2e_{next(_databases)}"
+    admin_sql(pg_cluster, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    yield pg_cluster.url(name)
+    admin_sql(pg_cluster, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def open_fleet(harness: Harness, database_url: str) -> Fleet:
+    """One gateway (port 0) on ``database_url``, bootstrapped through its own CLI."""
     gateway = Gateway(harness, database_url, "gateway")
     token = bootstrap(harness, database_url, gateway)
     return Fleet(harness, database_url, gateway, Operator(harness, gateway.url, token), token)
+
+
+@pytest.fixture
+def fleet(harness: Harness, database_url: str) -> Fleet:
+    return open_fleet(harness, database_url)
+
+
+@pytest.fixture(scope="module")
+def module_fleet(module_harness: Harness, module_database_url: str) -> Fleet:
+    return open_fleet(module_harness, module_database_url)
+
+
+@pytest.fixture
+def shared_fleet(module_fleet: Fleet) -> Iterator[Fleet]:
+    """The module's fleet; what the test starts is stopped after it, and logs are checked."""
+    with module_fleet.harness.scope():
+        yield module_fleet

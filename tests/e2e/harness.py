@@ -10,6 +10,7 @@ processes wrote; :meth:`Harness.leaked_secrets` says which secret ended up in wh
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -87,8 +88,15 @@ class Process:
     def pid(self) -> int:
         return self.popen.pid
 
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
+    def text(self, since: int = 0) -> str:
+        """The log from byte offset ``since`` (see :meth:`size`)."""
+        with self.log.open("rb") as log:
+            log.seek(since)
+            return log.read().decode(errors="replace")
+
+    def size(self) -> int:
+        """The log's length now: a mark for :meth:`text`."""
+        return self.log.stat().st_size
 
     def tail(self, lines: int = 30) -> str:
         logs = [self.log] if self.errlog is None else [self.log, self.errlog]
@@ -141,6 +149,12 @@ class Harness:
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    def unique(self, name: str) -> str:
+        """``name`` made unique within this harness (tests sharing one gateway need
+        distinct node names and directories)."""
+        self._counter += 1
+        return f"{name}-{self._counter}"
 
     def log_path(self, name: str) -> Path:
         self._counter += 1
@@ -201,10 +215,26 @@ class Harness:
         self.state_dirs.append(state_dir)
         return state_dir
 
-    def stop_all(self) -> None:
-        """Stop and reap every process, newest first (agents before their gateway)."""
-        for process in reversed(self.processes):
+    def stop_all(self, since: int = 0) -> None:
+        """Stop and reap every process started since the ``since``-th, newest first (agents
+        before their gateway)."""
+        for process in reversed(self.processes[since:]):
             process.stop()
+
+    def assert_no_leaks(self) -> None:
+        leaked = self.leaked_secrets()
+        assert not leaked, "secrets in logs:\n" + "\n".join(leaked)
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[Harness]:
+        """Processes started inside are stopped at its end, then every log is checked
+        (one test's share of a harness a whole module uses)."""
+        since = len(self.processes)
+        try:
+            yield self
+        finally:
+            self.stop_all(since)
+        self.assert_no_leaks()
 
     def leaked_secrets(self, extra_logs: Iterable[Path] = ()) -> list[str]:
         """Every (secret, log) pair where a known secret, or the shape of an api key or

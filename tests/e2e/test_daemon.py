@@ -14,17 +14,17 @@ SIGTERM_EXIT_SECONDS = 3.0
 REVOKE_EXIT_SECONDS = 5.0
 
 
-def test_heartbeats_make_the_node_online_and_sigterm_exits_0(fleet: Fleet) -> None:
+def test_heartbeats_make_the_node_online_and_sigterm_exits_0(shared_fleet: Fleet) -> None:
     """A running node's heartbeats list it ONLINE with lastSeenAt set; SIGTERM stops it with 0."""
-    state = fleet.harness.path("node-a")
-    node_id = enroll(fleet.harness, fleet.operator, state, "node-a")
-    before = fleet.operator.node(node_id)
+    state = shared_fleet.harness.path("node-a")
+    node_id = enroll(shared_fleet.harness, shared_fleet.operator, state, "node-a")
+    before = shared_fleet.operator.node(node_id)
     assert before["connectivity"] == "CONNECTIVITY_NEVER_SEEN"
     assert "lastSeenAt" not in before
     started = now()
 
-    agent = start_agent(fleet.harness, state, "node-a")
-    node = wait_online_since(fleet.operator, node_id, started)
+    agent = start_agent(shared_fleet.harness, state, "node-a")
+    node = wait_online_since(shared_fleet.operator, node_id, started)
     assert node["enrollmentStatus"] == "FLEET_NODE_ENROLLMENT_STATUS_CONFIRMED"
     assert "clockSkewMs" in node
 
@@ -32,18 +32,18 @@ def test_heartbeats_make_the_node_online_and_sigterm_exits_0(fleet: Fleet) -> No
     assert agent.wait_exit(timeout=SIGTERM_EXIT_SECONDS) == 0, agent.tail()
 
 
-def test_revoked_node_exits_77(fleet: Fleet) -> None:
+def test_revoked_node_exits_77(shared_fleet: Fleet) -> None:
     """``fleetctl revoke`` makes the running agent exit 77 within a few seconds."""
-    state = fleet.harness.path("node-r")
-    node_id = enroll(fleet.harness, fleet.operator, state, "node-r")
+    state = shared_fleet.harness.path("node-r")
+    node_id = enroll(shared_fleet.harness, shared_fleet.operator, state, "node-r")
     started = now()
-    agent = start_agent(fleet.harness, state, "node-r")
-    wait_online_since(fleet.operator, node_id, started)
+    agent = start_agent(shared_fleet.harness, state, "node-r")
+    wait_online_since(shared_fleet.operator, node_id, started)
 
-    fleet.operator.revoke(node_id)
+    shared_fleet.operator.revoke(node_id)
     assert agent.wait_exit(timeout=REVOKE_EXIT_SECONDS) == 77, agent.tail()
     assert "enroll" in agent.text()  # it says what to do: re-enroll
-    assert all(n["fleetNodeId"] != str(node_id) for n in fleet.operator.nodes())
+    assert all(n["fleetNodeId"] != str(node_id) for n in shared_fleet.operator.nodes())
 
 
 def test_agent_recovers_by_itself_when_the_gateway_is_killed_and_restarted(fleet: Fleet) -> None:

@@ -14,13 +14,19 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.e2e.harness import Harness, clean_env, program, wait_until
+import attrs
+import pytest
+
+from tests.e2e.harness import Harness, Process, clean_env, program, wait_until
 
 NODES = 3
 DEMO_SECONDS = 15
 DEMO_TIMEOUT_SECONDS = 120.0
+# --port 0: tests take ports from the kernel (the demo's default is 8080).
+DEMO_ARGS = ("--port", "0", "--nodes", str(NODES), "--duration", f"{DEMO_SECONDS}s")
 MARK = "E2E_DEMO_MARK"
 HEADER = re.compile(r"^ID\s+NAME\s+STATUS\s+FINGERPRINT\s+LAST SEEN\s+CONNECTIVITY\s+SKEW$")
 
@@ -84,41 +90,61 @@ def last_table(stdout: str) -> list[str]:
     return rows
 
 
-def test_demo_runs_three_online_nodes_and_leaves_nothing_behind(harness: Harness) -> None:
-    """``fleet-gateway demo --nodes 3 --duration 15s`` exits 0 with three ONLINE nodes in its
-    last table, and stops every PostgreSQL and fleetnode process it started."""
-    mark = uuid.uuid4().hex
-    cwd = harness.path("demo-cwd")
-    cwd.mkdir()
-    demo = harness.start(
-        "demo",
-        # --port 0: tests take ports from the kernel (the demo's default is 8080).
-        [*demo_command(), "--port", "0", "--nodes", str(NODES), "--duration", f"{DEMO_SECONDS}s"],
-        clean_env(**{MARK: mark}),
-        cwd=cwd,
-        separate_stderr=True,
-    )
+@attrs.frozen
+class Demo:
+    process: Process
+    mark: str
+    cwd: Path
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """The demo, started once and left running in the background: conftest.py orders the
+    first test of this module before the other e2e tests and the second one after them,
+    so its 15 s overlap their work. Stopped (SIGTERM) at the end if it is still running."""
+    harness = Harness(tmp_path_factory.mktemp("demo"))
+    with harness.scope():
+        mark = uuid.uuid4().hex
+        cwd = harness.path("demo-cwd")
+        cwd.mkdir()
+        process = harness.start(
+            "demo",
+            [*demo_command(), *DEMO_ARGS],
+            clean_env(**{MARK: mark}),
+            cwd=cwd,
+            separate_stderr=True,
+        )
+        yield Demo(process, mark, cwd)
+
+
+def test_demo_runs_its_postgresql_and_three_fleetnode_daemons(demo: Demo) -> None:
+    """While ``fleet-gateway demo --nodes 3`` runs, its PostgreSQL and three ``fleetnode run``
+    processes are alive (and found by the marker the final check relies on)."""
 
     def all_started() -> bool:
-        postgres, fleetnodes = kinds(marked_processes(mark))
+        postgres, fleetnodes = kinds(marked_processes(demo.mark))
         return postgres >= 1 and fleetnodes == NODES
 
     wait_until(
         all_started,
         timeout=60,
         what=f"the demo's PostgreSQL and {NODES} fleetnode daemons",
-        detail=demo.tail,
+        detail=demo.process.tail,
     )
 
-    assert demo.wait_exit(timeout=DEMO_TIMEOUT_SECONDS) == 0, demo.tail()
-    rows = last_table(demo.text())
+
+def test_demo_exits_0_with_three_online_nodes_and_leaves_nothing_behind(demo: Demo) -> None:
+    """``fleet-gateway demo --nodes 3 --duration 15s`` exits 0 with three ONLINE nodes in its
+    last table, and stops every PostgreSQL and fleetnode process it started."""
+    process = demo.process
+    assert process.wait_exit(timeout=DEMO_TIMEOUT_SECONDS) == 0, process.tail()
+    rows = last_table(process.text())
     assert len(rows) == NODES, rows
     assert all(re.search(r"\sONLINE\s", f"{row} ") for row in rows), rows
-    assert f"{NODES}/{NODES} nodes ONLINE" in demo.text()
-    assert marked_processes(mark) == {}
+    assert f"{NODES}/{NODES} nodes ONLINE" in process.text()
+    assert marked_processes(demo.mark) == {}
     # Its cluster is gone too (as root it lives outside cwd; the path is recorded).
-    recorded = cwd / ".fleet-dev" / "demo-cluster-path"
-    cluster = (
-        Path(recorded.read_text().strip()) if recorded.exists() else cwd / ".fleet-dev" / "demo-pg"
-    )
+    dev = demo.cwd / ".fleet-dev"
+    recorded = dev / "demo-cluster-path"
+    cluster = Path(recorded.read_text().strip()) if recorded.exists() else dev / "demo-pg"
     assert not cluster.exists()

@@ -87,9 +87,11 @@ class Proxied:
         )
 
 
-@pytest.fixture
-def proxied(harness: Harness, database_url: str) -> Iterator[Proxied]:
-    """nginx (from the sample) on a free loopback port, proxying to two replicas that trust it."""
+@pytest.fixture(scope="module")
+def module_proxied(module_harness: Harness, module_database_url: str) -> Proxied:
+    """nginx (from the sample) on a free loopback port, proxying to two replicas that trust it
+    (shared by the module's tests: it takes seconds to set up)."""
+    harness, database_url = module_harness, module_database_url
     replicas = (
         Gateway(harness, database_url, "replica-1", TRUSTED),
         Gateway(harness, database_url, "replica-2", TRUSTED),
@@ -149,7 +151,14 @@ def proxied(harness: Harness, database_url: str) -> Iterator[Proxied]:
             return False
 
     wait_until(healthy, what="nginx to proxy /healthz", detail=nginx.tail)
-    yield proxied
+    return proxied
+
+
+@pytest.fixture
+def proxied(module_proxied: Proxied) -> Iterator[Proxied]:
+    """The module's proxy; what the test starts is stopped after it, and logs are checked."""
+    with module_proxied.harness.scope():
+        yield module_proxied
 
 
 def test_node_and_fleetctl_work_over_https_through_nginx_to_both_replicas(
@@ -195,6 +204,7 @@ def test_replicas_take_the_client_address_from_nginx_and_only_from_trusted_peers
     """Behind nginx the gateway logs the client nginx saw, not a forged X-Forwarded-For; a
     replica that trusts no proxy, or a peer that is not a trusted proxy, gets the socket's."""
     untrusting = Gateway(proxied.harness, proxied.database_url, "replica-untrusting").start()
+    marks = [replica.proc.size() for replica in proxied.replicas]
     forged = {"X-Forwarded-For": FORGED, "Authorization": f"Bearer {proxied.operator.token}"}
 
     # From 127.0.0.2 through nginx: nginx replaces the header with its peer, 127.0.0.2.
@@ -209,7 +219,9 @@ def test_replicas_take_the_client_address_from_nginx_and_only_from_trusted_peers
         sneaky = client.post(f"{proxied.replicas[0].url}{LIST_NODES}", json={}, headers=forged)
         assert sneaky.status_code == 200
 
-    replica_logs = "".join(r.proc.text() for r in proxied.replicas)
+    replica_logs = "".join(
+        r.proc.text(mark) for r, mark in zip(proxied.replicas, marks, strict=True)
+    )
     assert _rpc_clients(replica_logs) == {"127.0.0.2", "127.0.0.3"}
     assert _rpc_clients(untrusting.proc.text()) == {"127.0.0.1"}
     for log in (*proxied.replicas, untrusting):

@@ -110,12 +110,14 @@ class Supervisor:
 
 
 @pytest.fixture
-def supervised(fleet: Fleet) -> Iterator[Supervisor]:
+def supervised(shared_fleet: Fleet) -> Iterator[Supervisor]:
     """An enrolled node whose ``fleetnode run`` supervisord started from the sample."""
+    fleet = shared_fleet
     harness = fleet.harness
-    state_dir = harness.path("node-s")
-    node_id = enroll(harness, fleet.operator, state_dir, "node-s")
-    root = harness.path("supervisor")
+    name = harness.unique("node-s")
+    state_dir = harness.path(name)
+    node_id = enroll(harness, fleet.operator, state_dir, name)
+    root = harness.path(f"supervisor-{name}")
     (root / "conf.d").mkdir(parents=True)
     # A unix socket path must stay under ~100 bytes; pytest's tmp_path may not.
     socket_dir = Path(tempfile.mkdtemp(prefix="fleet-sv-"))
@@ -184,7 +186,7 @@ def test_kill_9_is_restarted_and_resumes_with_its_saved_session(supervised: Supe
     wait_online_since(fleet.operator, node_id, supervised.started)
     token = session_token(supervised.state_dir)
     handshakes = fleet.gateway.handshakes()
-    assert handshakes == 1  # the one enroll made
+    assert handshakes >= 1  # enroll's, at least
     pid = supervised.pid()
 
     os.kill(pid, signal.SIGKILL)
