@@ -15,6 +15,7 @@ from agent.errors import (
     HandshakeFailed,
     ProtocolError,
     Rejected,
+    StateNotSaved,
     Transient,
 )
 from agent.identity import Identity
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 REFRESH_MARGIN_SECONDS = 3600.0
 REFRESH_JITTER_SECONDS = 600.0
 KEEPER_BACKOFF_BASE_SECONDS = 5.0
+# The soonest a session just issued is refreshed again when the local clock is wrong.
+MIN_FRESH_SESSION_SECONDS = 3600.0
 
 REENROLL_HINT = "re-enroll this node with `fleetnode enroll --force --server-url URL`"
 
@@ -133,11 +136,26 @@ class SessionKeeper:
         self._rng = rng
         self._wall_clock = wall_clock
 
-    def _refresh_deadline(self, session: Session) -> float:
-        """Monotonic time of ``expiry - 1 h - U(0, 10 min)``: earlier, never later, than 1 h."""
+    def _refresh_deadline(self, session: Session, *, fresh: bool = False) -> float:
+        """Monotonic time of ``expiry - 1 h - U(0, 10 min)``: earlier, never later, than 1 h.
+
+        ``fresh``: the session was just issued. If our wall clock says it has (almost) no
+        time left, the clock is wrong (ahead of the gateway's by about the session's
+        lifetime or more), not the session: refresh again in an hour rather than at once,
+        which would be a storm of handshakes for as long as the clock stays wrong.
+        """
         remaining = (session.expires_at - self._wall_clock()).total_seconds()
         jitter = self._rng.uniform(0.0, REFRESH_JITTER_SECONDS)
-        return trio.current_time() + remaining - REFRESH_MARGIN_SECONDS - jitter
+        delay = remaining - REFRESH_MARGIN_SECONDS - jitter
+        if fresh and delay < MIN_FRESH_SESSION_SECONDS:
+            logger.warning(
+                "clock skew: the local clock says the new session expires in %.0f s; "
+                "fix time synchronisation (refreshing again in %.0f s meanwhile)",
+                remaining,
+                MIN_FRESH_SESSION_SECONDS,
+            )
+            delay = MIN_FRESH_SESSION_SECONDS
+        return trio.current_time() + delay
 
     async def keep_session_forever(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -170,7 +188,13 @@ class SessionKeeper:
                 raise
             failures = 0
             self._state = self._state.with_session(session)
-            self._store.save(self._state)
+            try:
+                self._store.save(self._state)
+            except StateNotSaved as exc:
+                # The session is live (the gateway ended the old one): keep heartbeating
+                # with it; a restart would only cost one handshake. Exiting here would
+                # turn a full disk into a dead node.
+                logger.error("%s; the daemon keeps the new session in memory", exc)
             self._holder.install(session)
-            refresh_at = self._refresh_deadline(session)
+            refresh_at = self._refresh_deadline(session, fresh=True)
             logger.info("new session, expires at %s", format_timestamp(session.expires_at))
