@@ -5,6 +5,7 @@ Hierarchy (``__main__`` turns each into an exit code of SPEC 5.9)::
     AgentError                      base; ``str()`` is safe to show (never a secret)
     ├── ConfigurationError          78: bad flag value, bad state, invalid server URL
     │   ├── NoState                 78: nothing enrolled in this state directory
+    │   ├── StateNotSaved           78: a save failed (disk full, ...); the old file is intact
     │   └── EmptyInput              78: empty line or end of input at a prompt
     ├── StateLocked                 75: another process holds state.lock (``pid``)
     ├── CredentialsRejected         77: enrollment code or api key refused: re-enroll
@@ -40,6 +41,11 @@ class ConfigurationError(AgentError):
 
 class NoState(ConfigurationError):
     """No enrolled state in the state directory (exit 78)."""
+
+
+class StateNotSaved(ConfigurationError, OSError):
+    """A save of state.json failed, e.g. on a full disk (78). Still an ``OSError``, as
+    before it existed, for callers that caught that."""
 
 
 class EmptyInput(ConfigurationError):

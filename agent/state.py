@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from agent.errors import ConfigurationError, NoState, StateLocked
+from agent.errors import ConfigurationError, NoState, StateLocked, StateNotSaved
 from fleetwire.codec import format_timestamp
 
 logger = logging.getLogger(__name__)
@@ -184,20 +184,33 @@ class StateStore:
         return state
 
     def save(self, state: State) -> None:
-        """Atomically replace ``state.json``: temp file, fsync, rename, fsync of the directory."""
-        self.remove_stale_temp_files()
-        fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=self.directory)
+        """Atomically replace ``state.json``: temp file, fsync, rename, fsync of the directory.
+
+        :class:`StateNotSaved` (naming the cause, e.g. a full disk) when it cannot: the
+        previous ``state.json`` is then unchanged and no temp file is left behind.
+        """
+        try:
+            self.remove_stale_temp_files()
+            fd, temp = tempfile.mkstemp(
+                prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=self.directory
+            )
+        except OSError as exc:
+            raise _not_saved(self.state_path, exc) from exc
         try:
             with os.fdopen(fd, "wb") as out:  # mkstemp creates it 0600
                 out.write(encode_state(state))
                 out.flush()
                 os.fsync(out.fileno())
             self.replace(temp, str(self.state_path))
-        except OSError:
+        except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
-            raise
-        _fsync_directory(self.directory)
+            raise _not_saved(self.state_path, exc) from exc
+        try:
+            _fsync_directory(self.directory)
+        except OSError as exc:
+            # The rename happened: the new file is in place, only its durability is unsure.
+            raise _not_saved(self.state_path, exc, replaced=True) from exc
 
     def remove_stale_temp_files(self) -> None:
         """Remove temp files a crashed save left behind (only called with the lock held)."""
@@ -221,12 +234,16 @@ class StateStore:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise ConfigurationError(f"cannot lock {self.lock_path}") from exc
                 raise StateLocked(str(self.lock_path), _read_pid(fd)) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            # The pid only feeds the "locked by" message: a full disk must not stop a
+            # daemon from starting (the lock is the flock, not the file's content).
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             try:
                 yield
             finally:
-                os.ftruncate(fd, 0)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
         finally:
             os.close(fd)  # closing releases the flock
 
@@ -244,6 +261,19 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _not_saved(path: Path, exc: OSError, *, replaced: bool = False) -> StateNotSaved:
+    # The cause as the OS words it ("No space left on device"): what the operator needs.
+    outcome = (
+        "the new state is in place but may not survive a power loss"
+        if replaced
+        else "the previous state is unchanged"
+    )
+    return StateNotSaved(
+        f"cannot save {path}: {exc.strerror or type(exc).__name__}; {outcome} "
+        "(free disk space or fix permissions, then retry)"
+    )
 
 
 def _no_state_message(directory: Path) -> str:

@@ -9,9 +9,7 @@ counts handshakes: a wrong clock may cost a refresh now and then, never a storm,
 from __future__ import annotations
 
 import datetime
-import io
 import itertools
-import random
 from pathlib import Path
 
 import httpx
@@ -19,10 +17,9 @@ import pytest
 import trio
 import trio.testing
 
-from agent.__main__ import build_parser, execute
-from agent.runtime import Runtime
 from agent.state import StateStore
 from tests.agent.conftest import FakeGateway, make_enrolled_state, virtual_wall_clock
+from tests.faults.agent_support import run_command
 
 pytestmark = pytest.mark.trio
 
@@ -76,16 +73,6 @@ async def run_daemon(
 ) -> int | None:
     """``fleetnode run`` for ``seconds`` of virtual time with the clock jumping by
     ``jumps[at]`` hours at each ``at``; the exit code, or None if it was still running."""
-    args = build_parser().parse_args(["--state-dir", str(store.directory), "run"])
-    runtime = Runtime(
-        stdin=io.StringIO(),
-        stdout=io.StringIO(),
-        stderr=io.StringIO(),
-        transport=guarded(gateway),
-        wall_clock=clock,
-        rng=random.Random(11),
-    )
-    code: int | None = None
 
     async def jump_at(at: float, hours: float) -> None:
         await trio.sleep_until(at)
@@ -94,10 +81,11 @@ async def run_daemon(
     async with trio.open_nursery() as nursery:
         for at, hours in jumps.items():
             nursery.start_soon(jump_at, at, hours)
-        with trio.move_on_after(seconds):
-            code = await execute(args, store, runtime)
+        outcome = await run_command(
+            store, gateway, "run", seconds=seconds, wall_clock=clock, transport=guarded(gateway)
+        )
         nursery.cancel_scope.cancel()
-    return code
+    return outcome.code
 
 
 @pytest.fixture

@@ -1,0 +1,62 @@
+"""Running ``fleetnode`` commands in process, in virtual time, against the fake gateway of
+tests/agent (the same entry point ``main`` uses: ``execute``), with a chosen wall clock."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import logging
+import random
+from collections.abc import Callable
+
+import attrs
+import httpx
+import trio
+
+from agent import logs
+from agent.__main__ import build_parser, execute
+from agent.runtime import Runtime
+from agent.state import StateStore
+from tests.agent.conftest import FakeGateway, virtual_wall_clock
+
+
+@attrs.frozen
+class Outcome:
+    code: int | None  # None: still running when the time was up
+    stdout: str
+    stderr: str  # prompts and log lines (text format, info level)
+
+
+async def run_command(
+    store: StateStore,
+    gateway: FakeGateway,
+    *argv: str,
+    seconds: float = float("inf"),
+    wall_clock: Callable[[], datetime.datetime] = virtual_wall_clock,
+    transport: httpx.AsyncBaseTransport | None = None,
+    stdin: str = "",
+) -> Outcome:
+    """``fleetnode --state-dir STORE ARGV...`` for at most ``seconds`` of virtual time."""
+    args = build_parser().parse_args(["--state-dir", str(store.directory), *argv])
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handler = logs.make_handler(err, "text")
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    runtime = Runtime(
+        stdin=io.StringIO(stdin),
+        stdout=out,
+        stderr=err,
+        transport=transport or gateway.transport,
+        wall_clock=wall_clock,
+        rng=random.Random(11),
+    )
+    code: int | None = None
+    try:
+        with trio.move_on_after(seconds):
+            code = await execute(args, store, runtime)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    return Outcome(code, out.getvalue(), err.getvalue())
