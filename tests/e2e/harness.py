@@ -121,14 +121,16 @@ class Process:
     def signal(self, signum: int) -> None:
         self.popen.send_signal(signum)
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not go; always reaped."""
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """SIGTERM, then SIGKILL to its whole process group (its children too) if it does
+        not go within ``timeout``; always reaped."""
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
             try:
-                self.popen.wait(timeout=STOP_SECONDS)
+                self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.popen.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait()
         if self.popen.stdin is not None:
             self.popen.stdin.close()
@@ -177,8 +179,15 @@ class Harness:
         errlog = self.log_path(f"{name}-stderr") if separate_stderr else None
         with log.open("ab") as out, (errlog or log).open("ab") as err:
             # The child keeps its own descriptors.
+            # Its own process group, so a leftover can be killed with all its children.
             popen = subprocess.Popen(
-                list(argv), stdin=stdin, stdout=out, stderr=err, env=dict(env), cwd=cwd
+                list(argv),
+                stdin=stdin,
+                stdout=out,
+                stderr=err,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
             )
         process = Process(name, popen, log, errlog)
         self.processes.append(process)

@@ -12,6 +12,8 @@ from tests.e2e.harness import wait_until
 SIGTERM_EXIT_SECONDS = 3.0
 # Revoke -> next heartbeat (1 s) unauthenticated -> handshake refused -> exit 77.
 REVOKE_EXIT_SECONDS = 5.0
+# Nothing in flight but 1 s heartbeats: draining is quick.
+GATEWAY_STOP_SECONDS = 5.0
 
 
 def test_heartbeats_make_the_node_online_and_sigterm_exits_0(shared_fleet: Fleet) -> None:
@@ -48,7 +50,8 @@ def test_revoked_node_exits_77(shared_fleet: Fleet) -> None:
 
 def test_agent_recovers_by_itself_when_the_gateway_is_killed_and_restarted(fleet: Fleet) -> None:
     """After a SIGKILL of the gateway and a restart on the same port, the same agent process
-    heartbeats again (lastSeenAt advances past the restart) without ever exiting."""
+    heartbeats again (lastSeenAt advances past the restart) without ever exiting; a SIGTERM
+    then stops the gateway with 0 and the agent still waits for it."""
     state = fleet.harness.path("node-k")
     node_id = enroll(fleet.harness, fleet.operator, state, "node-k")
     started = now()
@@ -71,3 +74,13 @@ def test_agent_recovers_by_itself_when_the_gateway_is_killed_and_restarted(fleet
     assert agent.running(), agent.tail()
     assert "heartbeat succeeded again" in agent.text()
     assert session_token(state) == token  # the session in PostgreSQL outlived the crash
+
+    failures = agent.text().count("heartbeat failed")
+    fleet.gateway.proc.signal(signal.SIGTERM)
+    assert fleet.gateway.proc.wait_exit(timeout=GATEWAY_STOP_SECONDS) == 0
+    wait_until(
+        lambda: agent.text().count("heartbeat failed") > failures,
+        what="a failed heartbeat after the gateway stopped",
+        detail=agent.tail,
+    )
+    assert agent.running(), agent.tail()

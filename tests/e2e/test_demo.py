@@ -9,10 +9,11 @@ check that can fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import subprocess
-import sys
+import shutil
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,30 +26,11 @@ from tests.e2e.harness import Harness, Process, clean_env, program, wait_until
 NODES = 3
 DEMO_SECONDS = 15
 DEMO_TIMEOUT_SECONDS = 120.0
+DEMO_STOP_SECONDS = 30.0
 # --port 0: tests take ports from the kernel (the demo's default is 8080).
 DEMO_ARGS = ("--port", "0", "--nodes", str(NODES), "--duration", f"{DEMO_SECONDS}s")
 MARK = "E2E_DEMO_MARK"
 HEADER = re.compile(r"^ID\s+NAME\s+STATUS\s+FINGERPRINT\s+LAST SEEN\s+CONNECTIVITY\s+SKEW$")
-
-
-def demo_command() -> list[str]:
-    """``fleet-gateway demo``; until the lead wires ``demo`` into ``gateway.__main__``, the
-    same ``run()`` with the dev commands added (what the console script will do)."""
-    gateway = program("fleet-gateway")
-    wired = (
-        "demo"
-        in subprocess.run([gateway, "--help"], capture_output=True, text=True, check=True).stdout
-    )
-    if wired:
-        return [gateway, "demo"]
-    return [
-        sys.executable,
-        "-c",
-        "import os, sys; from gateway.__main__ import run, COMMANDS; "
-        "from gateway import devcommands; "
-        "sys.exit(run(sys.argv[1:], os.environ, COMMANDS + devcommands.COMMANDS))",
-        "demo",
-    ]
 
 
 def marked_processes(mark: str) -> dict[int, str]:
@@ -77,6 +59,14 @@ def kinds(processes: dict[int, str]) -> tuple[int, int]:
     return postgres, fleetnode
 
 
+def demo_cluster(cwd: Path) -> Path:
+    """Where the demo kept its cluster: as root outside ``cwd`` (postgres cannot enter
+    /root), its path recorded under ``.fleet-dev``; else in ``.fleet-dev/demo-pg``."""
+    dev = cwd / ".fleet-dev"
+    recorded = dev / "demo-cluster-path"
+    return Path(recorded.read_text().strip()) if recorded.exists() else dev / "demo-pg"
+
+
 def last_table(stdout: str) -> list[str]:
     """The rows of the last fleet table the demo printed."""
     lines = stdout.splitlines()
@@ -103,18 +93,27 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     first test of this module before the other e2e tests and the second one after them,
     so its 15 s overlap their work. Stopped (SIGTERM) at the end if it is still running."""
     harness = Harness(tmp_path_factory.mktemp("demo"))
-    with harness.scope():
-        mark = uuid.uuid4().hex
-        cwd = harness.path("demo-cwd")
-        cwd.mkdir()
-        process = harness.start(
-            "demo",
-            [*demo_command(), *DEMO_ARGS],
-            clean_env(**{MARK: mark}),
-            cwd=cwd,
-            separate_stderr=True,
-        )
-        yield Demo(process, mark, cwd)
+    mark = uuid.uuid4().hex
+    cwd = harness.path("demo-cwd")
+    cwd.mkdir()
+    try:
+        with harness.scope():
+            process = harness.start(
+                "demo",
+                [program("fleet-gateway"), "demo", *DEMO_ARGS],
+                clean_env(**{MARK: mark}),
+                cwd=cwd,
+                separate_stderr=True,
+            )
+            yield Demo(process, mark, cwd)
+            process.stop(timeout=DEMO_STOP_SECONDS)  # it removes its cluster on the way out
+    finally:
+        # Only after a failure: whatever the demo left behind (PostgreSQL runs in its own
+        # session, out of reach of the demo's process group).
+        for pid in marked_processes(mark):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(demo_cluster(cwd), ignore_errors=True)
 
 
 def test_demo_runs_its_postgresql_and_three_fleetnode_daemons(demo: Demo) -> None:
@@ -143,8 +142,4 @@ def test_demo_exits_0_with_three_online_nodes_and_leaves_nothing_behind(demo: De
     assert all(re.search(r"\sONLINE\s", f"{row} ") for row in rows), rows
     assert f"{NODES}/{NODES} nodes ONLINE" in process.text()
     assert marked_processes(demo.mark) == {}
-    # Its cluster is gone too (as root it lives outside cwd; the path is recorded).
-    dev = demo.cwd / ".fleet-dev"
-    recorded = dev / "demo-cluster-path"
-    cluster = Path(recorded.read_text().strip()) if recorded.exists() else dev / "demo-pg"
-    assert not cluster.exists()
+    assert not demo_cluster(demo.cwd).exists()

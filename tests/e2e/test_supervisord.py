@@ -16,11 +16,14 @@ import re
 import shutil
 import signal
 import tempfile
+import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
+from supervisor.xmlrpc import SupervisorTransport
 
 from tests.e2e.actors import enroll, now, session_token, wait_online_since
 from tests.e2e.conftest import Fleet
@@ -61,6 +64,7 @@ def substitute(text: str, replacements: dict[str, str]) -> str:
 class Supervisor:
     process: Process
     config: Path
+    socket: Path
     state_dir: Path
     program_log: Path
     fleet: Fleet
@@ -72,29 +76,35 @@ class Supervisor:
         return self.config.parent / "supervisord.log"
 
     def ctl(self, *args: str) -> str:
+        """``supervisorctl`` through the unix socket of our config, as an operator types it."""
         done = self.fleet.harness.run(
             [program("supervisorctl"), "-c", str(self.config), *args], clean_env(), ok=False
         )
         return done.stdout
 
-    def status(self) -> str:
-        return self.ctl("status", "fleetnode")
+    def info(self) -> dict[str, Any]:
+        """supervisord's view of the program (statename, pid, exitstatus), asked over the
+        same socket through its XML-RPC API: cheap enough to poll, unlike supervisorctl."""
+        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+        try:
+            proxy = xmlrpc.client.ServerProxy("http://localhost", transport=transport)
+            return dict(proxy.supervisor.getProcessInfo("fleetnode"))
+        except OSError:  # not listening yet
+            return {}
+        finally:
+            transport.close()
 
-    def pid(self) -> int:
-        return int(self.ctl("pid", "fleetnode").strip() or 0)
-
-    def in_state(self, state: str) -> bool:
-        """Whether ``supervisorctl status`` shows the program in ``state``."""
-        fields = self.status().split()
-        return len(fields) > 1 and fields[1] == state
-
-    def wait_state(self, state: str, timeout: float = 10.0) -> None:
-        wait_until(
-            lambda: self.in_state(state),
+    def wait_state(self, state: str, timeout: float = 10.0) -> dict[str, Any]:
+        return wait_until(
+            lambda: (info := self.info()).get("statename") == state and info,
             timeout=timeout,
             what=f"fleetnode to be {state} under supervisord",
             detail=self.tail,
         )
+
+    def status(self) -> list[str]:
+        """The fields of ``supervisorctl status fleetnode``: name, state, details."""
+        return self.ctl("status", "fleetnode").split()
 
     def log_lines(self, pattern: str) -> list[str]:
         text = self.log.read_text() if self.log.exists() else ""
@@ -134,12 +144,15 @@ def supervised(shared_fleet: Fleet) -> Iterator[Supervisor]:
     )
     (root / "conf.d" / "fleetnode.conf").write_text(sample)
     config = root / "supervisord.conf"
-    config.write_text(SUPERVISORD_MAIN.format(root=root, socket=socket_dir / "sv.sock"))
+    socket = socket_dir / "sv.sock"
+    config.write_text(SUPERVISORD_MAIN.format(root=root, socket=socket))
     started = now()
     process = harness.start("supervisord", [program("supervisord"), "-c", str(config)], clean_env())
     harness.logs.append(root / "supervisord.log")
     try:
-        supervisor = Supervisor(process, config, state_dir, program_log, fleet, node_id, started)
+        supervisor = Supervisor(
+            process, config, socket, state_dir, program_log, fleet, node_id, started
+        )
         supervisor.wait_state("RUNNING")
         yield supervisor
     finally:
@@ -149,12 +162,13 @@ def supervised(shared_fleet: Fleet) -> Iterator[Supervisor]:
 
 def test_supervisorctl_stop_stops_the_agent_cleanly(supervised: Supervisor) -> None:
     """``supervisorctl stop fleetnode`` ends the heartbeating agent with exit 0: STOPPED."""
-    fleet = supervised.fleet
-    wait_online_since(fleet.operator, supervised.node_id, supervised.started)
-    pid = supervised.pid()
+    wait_online_since(supervised.fleet.operator, supervised.node_id, supervised.started)
+    pid = supervised.info()["pid"]
 
-    assert "stopped" in supervised.ctl("stop", "fleetnode")
-    assert supervised.in_state("STOPPED")
+    assert supervised.ctl("stop", "fleetnode").split() == ["fleetnode:", "stopped"]
+    assert supervised.status()[:2] == ["fleetnode", "STOPPED"]
+    info = supervised.info()
+    assert (info["statename"], info["exitstatus"]) == ("STOPPED", 0)
     assert supervised.log_lines(r"stopped: fleetnode \(exit status 0\)"), supervised.tail()
     assert not _alive(pid)
 
@@ -162,19 +176,18 @@ def test_supervisorctl_stop_stops_the_agent_cleanly(supervised: Supervisor) -> N
 def test_revoked_node_ends_exited_77_and_is_not_restarted(supervised: Supervisor) -> None:
     """A revoked node exits 77, which the sample lists as expected: EXITED, never respawned."""
     fleet = supervised.fleet
-    node_id = supervised.node_id
-    wait_online_since(fleet.operator, node_id, supervised.started)
+    wait_online_since(fleet.operator, supervised.node_id, supervised.started)
 
-    fleet.operator.revoke(node_id)
+    fleet.operator.revoke(supervised.node_id)
     # The gateway asks for 5 s heartbeats: the next one is refused, then the handshake.
-    supervised.wait_state("EXITED", timeout=15)
+    info = supervised.wait_state("EXITED", timeout=15)
+    assert info["exitstatus"] == 77
     assert supervised.log_lines(r"exited: fleetnode \(exit status 77; expected\)"), (
         supervised.tail()
     )
-    # supervisord decides on a restart in the loop iteration after the exit; these
-    # round trips through its loop happen after that decision.
-    assert supervised.in_state("EXITED")
-    assert supervised.in_state("EXITED")
+    # supervisord decides on a restart in its loop iteration after the exit; this
+    # round trip through its loop comes after that decision.
+    assert supervised.status()[:2] == ["fleetnode", "EXITED"]
     assert len(supervised.log_lines(r"spawned: 'fleetnode'")) == 1, supervised.tail()
 
 
@@ -182,25 +195,27 @@ def test_kill_9_is_restarted_and_resumes_with_its_saved_session(supervised: Supe
     """After ``kill -9`` supervisord restarts the agent, which heartbeats again with the session
     it saved: no new handshake, the same session token."""
     fleet = supervised.fleet
-    node_id = supervised.node_id
-    wait_online_since(fleet.operator, node_id, supervised.started)
+    wait_online_since(fleet.operator, supervised.node_id, supervised.started)
     token = session_token(supervised.state_dir)
     handshakes = fleet.gateway.handshakes()
     assert handshakes >= 1  # enroll's, at least
-    pid = supervised.pid()
+    pid = supervised.info()["pid"]
 
     os.kill(pid, signal.SIGKILL)
     killed = now()
-    new_pid = wait_until(
-        lambda: (p := supervised.pid()) not in (0, pid) and p,
-        what="supervisord to start a new fleetnode",
+    restarted = wait_until(
+        lambda: (
+            (info := supervised.info()).get("statename") == "RUNNING"
+            and info["pid"] != pid
+            and info
+        ),
+        what="supervisord to run a new fleetnode",
         detail=supervised.tail,
     )
     assert supervised.log_lines(r"exited: fleetnode \(terminated by SIGKILL; not expected\)")
-    supervised.wait_state("RUNNING")
 
-    wait_online_since(fleet.operator, node_id, killed)
-    assert supervised.pid() == new_pid
+    wait_online_since(fleet.operator, supervised.node_id, killed)
+    assert supervised.info()["pid"] == restarted["pid"]  # the same process heartbeats
     assert fleet.gateway.handshakes() == handshakes
     assert session_token(supervised.state_dir) == token
 
