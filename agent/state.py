@@ -32,6 +32,7 @@ LOCK_FILE = "state.lock"
 _TEMP_PREFIX = ".state.json."
 _TEMP_SUFFIX = ".tmp"
 _DIR_MODE = 0o700
+_FILE_MODE = 0o600
 
 
 @attrs.frozen
@@ -160,20 +161,43 @@ class StateStore:
         if stat.S_IMODE(info.st_mode) & 0o077:
             logger.warning("tightening permissions of %s to 0700", self.directory)
             self.directory.chmod(_DIR_MODE)
+        self._tighten_state_file()
+
+    def _tighten_state_file(self) -> None:
+        """A state.json others may read is tightened to 0600 (a link is left to ``load``,
+        which refuses it: chmod would follow it)."""
+        try:
+            info = self.state_path.lstat()
+        except FileNotFoundError:
+            return
+        if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) & 0o077:
+            logger.warning("tightening permissions of %s to 0600", self.state_path)
+            self.state_path.chmod(_FILE_MODE)
 
     def load(self) -> State | None:
         """The state, or None when there is none. Read-only: creates and changes nothing."""
         self._refuse_symlink()
-        if self.state_path.is_symlink():
-            raise ConfigurationError(f"{self.state_path} is a symbolic link; refusing to use it")
+        # O_NOFOLLOW: a link is refused by the open itself (no check-then-read window);
+        # O_NONBLOCK: a FIFO planted here cannot make the open hang.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            raw = self.state_path.read_bytes()
+            fd = os.open(self.state_path, flags)
         except FileNotFoundError:
             return None
         except NotADirectoryError as exc:
             raise ConfigurationError(f"{self.directory} is not a directory") from exc
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigurationError(_link_message(self.state_path)) from exc
             raise ConfigurationError(f"cannot read {self.state_path}: {exc.strerror}") from exc
+        try:
+            _require_regular_file(fd, self.state_path)
+            with os.fdopen(fd, "rb", closefd=False) as source:
+                raw = source.read()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {self.state_path}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
         return decode_state(raw)
 
     def load_enrolled(self) -> State:
@@ -224,10 +248,15 @@ class StateStore:
         """Hold ``state.lock`` (non-blocking exclusive flock, holding our pid) or StateLocked."""
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(self.lock_path, flags, 0o600)
+            fd = os.open(self.lock_path, flags | os.O_NONBLOCK, _FILE_MODE)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigurationError(_link_message(self.lock_path)) from exc
             raise ConfigurationError(f"cannot open {self.lock_path}: {exc.strerror}") from exc
         try:
+            # A hard link (or a FIFO, a device) would have us truncate and write someone
+            # else's file below.
+            _require_regular_file(fd, self.lock_path, single_link=True)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -246,6 +275,20 @@ class StateStore:
                     os.ftruncate(fd, 0)
         finally:
             os.close(fd)  # closing releases the flock
+
+
+def _link_message(path: Path) -> str:
+    return f"{path} is a symbolic link; refusing to use it (remove it and retry)"
+
+
+def _require_regular_file(fd: int, path: Path, *, single_link: bool = False) -> None:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigurationError(f"{path} is not a regular file; refusing to use it")
+    if single_link and info.st_nlink != 1:
+        raise ConfigurationError(
+            f"{path} has {info.st_nlink} hard links; refusing to use it (remove it and retry)"
+        )
 
 
 def _read_pid(fd: int) -> int | None:
