@@ -28,6 +28,7 @@ from tests.e2e.actors import (
     bootstrap,
     enroll,
     now,
+    session_token,
     start_agent,
     wait_online_since,
 )
@@ -36,6 +37,10 @@ from tests.e2e.harness import Harness, Process, clean_env, wait_until
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "fleet-gateway.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 TRUSTED = ("--trusted-proxies", "127.0.0.1/32")
+HEARTBEATS = "fleet_gateway_heartbeats_received_total"
+HEARTBEAT = "/fleetnodegateway.v1.FleetNodeGatewayService/UploadHeartbeat"
+# SPEC 3.5: every replica rejects a revoked node's next call within 1 s of the revoke.
+REVOKE_PROPAGATION_SECONDS = 1.0
 FORGED = "203.0.113.9"  # TEST-NET-3: never a real peer here
 MAIN_CONFIG = """\
 worker_processes 1;
@@ -174,11 +179,48 @@ def test_node_and_fleetctl_work_over_https_through_nginx_to_both_replicas(
     node = wait_online_since(proxied.operator, node_id, started)
     assert node["enrollmentStatus"] == "FLEET_NODE_ENROLLMENT_STATUS_CONFIRMED"
     wait_until(
-        lambda: all(r.counter("fleet_gateway_heartbeats_received_total") for r in proxied.replicas),
+        lambda: all(r.counter(HEARTBEATS) for r in proxied.replicas),
         what="heartbeats to reach both replicas",
         detail=agent.tail,
     )
     assert agent.running()
+
+
+def test_a_revoke_through_nginx_reaches_every_replica_within_a_second(proxied: Proxied) -> None:
+    """After ``fleetctl revoke`` returns, both replicas, each of which had the node's session
+    cached, answer its session token ``unauthenticated`` within 1 s, and the agent exits 77."""
+    name = proxied.harness.unique("node-rv")
+    state = proxied.harness.path(name)
+    node_id = enroll(proxied.harness, proxied.operator, state, name, proxied.ca_file)
+    before = [r.counter(HEARTBEATS) for r in proxied.replicas]
+    agent = start_agent(proxied.harness, state, name)
+    wait_until(  # so both replicas hold the session in their caches
+        lambda: all(
+            r.counter(HEARTBEATS) > seen for r, seen in zip(proxied.replicas, before, strict=True)
+        ),
+        what="heartbeats to reach both replicas",
+        detail=agent.tail,
+    )
+    token = session_token(state)
+
+    proxied.operator.revoke(node_id)
+    wait_until(
+        lambda: all(_heartbeat_code(r, token) == "unauthenticated" for r in proxied.replicas),
+        timeout=REVOKE_PROPAGATION_SECONDS,
+        what="both replicas to refuse the revoked node's session",
+    )
+    assert agent.wait_exit(timeout=10) == 77, agent.tail()
+
+
+def _heartbeat_code(replica: Gateway, token: str) -> str:
+    """The Connect code a replica answers a heartbeat with this session token ("ok")."""
+    response = httpx.post(
+        f"{replica.url}{HEARTBEAT}",
+        json={"sentAt": now().isoformat().replace("+00:00", "Z")},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    return "ok" if response.status_code == 200 else str(response.json()["code"])
 
 
 def test_nginx_speaks_http2_and_does_not_expose_metrics(proxied: Proxied) -> None:
