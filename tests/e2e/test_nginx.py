@@ -80,6 +80,7 @@ class Proxied:
     nginx: Process
     url: str
     ca_file: Path
+    nginx_root: Path
     replicas: tuple[Gateway, Gateway]
     operator: Operator
 
@@ -143,6 +144,7 @@ def module_proxied(module_harness: Harness, module_database_url: str) -> Proxied
         nginx,
         url,
         ca_file,
+        root,
         replicas,
         Operator(harness, url, token, ca_file),
     )
@@ -221,6 +223,37 @@ def _heartbeat_code(replica: Gateway, token: str) -> str:
         timeout=5,
     )
     return "ok" if response.status_code == 200 else str(response.json()["code"])
+
+
+def test_heartbeats_go_on_through_the_other_replica_when_one_is_killed(proxied: Proxied) -> None:
+    """With one replica killed, nginx sends every heartbeat to the other one (the sample
+    retries an upstream it cannot connect to), and the agent keeps heartbeating."""
+    name = proxied.harness.unique("node-fo")
+    state = proxied.harness.path(name)
+    node_id = enroll(proxied.harness, proxied.operator, state, name, proxied.ca_file)
+    started = now()
+    agent = start_agent(proxied.harness, state, name)
+    wait_online_since(proxied.operator, node_id, started)
+    survivor, victim = proxied.replicas
+
+    victim.kill()
+    try:
+        killed, seen = now(), survivor.counter(HEARTBEATS)
+        wait_until(
+            lambda: survivor.counter(HEARTBEATS) >= seen + 3,
+            what="three more heartbeats at the surviving replica",
+            detail=agent.tail,
+        )
+        wait_online_since(proxied.operator, node_id, killed)
+        assert agent.running(), agent.tail()
+        # nginx did try the dead replica, and moved the call on to the live one.
+        refused = "connect() failed (111: Connection refused) while connecting to upstream"
+        errors = (proxied.nginx_root / "error.log").read_text()
+        assert any(
+            refused in line and f"127.0.0.1:{victim.port}/" in line for line in errors.splitlines()
+        ), errors[-2000:]
+    finally:
+        victim.start()  # on its old port, for the module's other tests
 
 
 def test_nginx_speaks_http2_and_does_not_expose_metrics(proxied: Proxied) -> None:
