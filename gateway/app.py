@@ -8,11 +8,14 @@ requests drained, when it stops.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fleetwire import messages as m
@@ -31,6 +34,21 @@ CONTEXT_KEY = web.AppKey("context", Context)
 
 # How long a load balancer should wait before asking /readyz again.
 NOT_READY_RETRY_AFTER_SECONDS = 5
+
+
+class ProtocolErrorLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server logger, minus the text of HTTP protocol errors: that text quotes the
+    offending raw request line (e.g. ``Invalid header value char: b'Authorization: Bearer
+    <token>\\x00'``), which would put a caller's secret in the log. Other exceptions keep
+    their traceback."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            kwargs["exc_info"] = None
+            msg = f"{msg}: %s (its text is withheld: it quotes the raw request)"
+            args = (*args, type(exc).__name__)
+        super().log(level, msg, *args, **kwargs)
 
 
 async def _register(rt: runtime.Runtime, _: Any, req: m.RegisterRequest) -> m.RegisterResponse:
@@ -120,7 +138,13 @@ def create_app(
     """The gateway app; ``open_runtime`` and ``clock`` are seams for tests."""
     # The adapter reads bodies itself (to cap gzip), and logs each call with the
     # client address resolved behind trusted proxies, so aiohttp does neither.
-    app = web.Application(handler_args={"auto_decompress": False, "access_log": None})
+    app = web.Application(
+        handler_args={
+            "auto_decompress": False,
+            "access_log": None,
+            "logger": ProtocolErrorLog(server_logger),
+        }
+    )
     metrics = app[METRICS_KEY] = new_metrics()
     limits = new_rate_limits(
         auth_rate=config.auth_rate,

@@ -103,7 +103,8 @@ class Ledger:
     def add(self, *secrets: str) -> None:
         self.secrets.extend(secrets)
 
-    def assert_not_logged(self, records: Iterable[logging.LogRecord]) -> None:
+    def assert_not_logged(self, records: list[logging.LogRecord]) -> None:
+        assert records, "the capture works: the calls under test left records to check"
         for record in records:
             # __dict__ holds msg, args, extras and exception text: all a handler could print.
             text = record.getMessage() + repr(record.__dict__)

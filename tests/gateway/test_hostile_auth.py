@@ -5,6 +5,7 @@ reaches a log record."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -192,3 +193,37 @@ async def test_any_authorization_value_is_refused_cleanly(
     assert await list_with(world, value) == "unauthenticated"
     world.ledger.assert_not_logged(caplog.records)
     caplog.clear()
+
+
+async def raw_request(client: Client, head: bytes, body: bytes) -> bytes:
+    """One request written byte for byte (the client library would refuse these headers)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        return await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_malformed_authorization_header_line_keeps_the_token_out_of_the_log(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session token followed by a control character (NUL, ^A, a bare CR) is refused by the
+    HTTP parser with 400, and the log says which protocol error it was without quoting the
+    raw header line, so the token never reaches a log record."""
+    caplog.set_level(logging.DEBUG)
+    token = world.node.session_token.encode()
+    for tail in (b"\x00", b"\x01x", b"\r"):
+        head = (
+            b"POST " + p.UPLOAD_HEARTBEAT.path.encode() + b" HTTP/1.1\r\nHost: gw\r\n"
+            b"Content-Type: application/json\r\nAuthorization: Bearer " + token + tail + b"\r\n"
+        )
+        answer = await raw_request(world.client, head, HEARTBEAT)
+        assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 ")), answer[:80]
+    protocol_errors = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(protocol_errors) == 3
+    assert all("BadHttpMessage" in r.getMessage() for r in protocol_errors)
+    world.ledger.assert_not_logged(caplog.records)
+    await assert_world_intact(world)
