@@ -117,7 +117,14 @@ def decode_state(raw: bytes) -> State:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         return _converter.structure(data, State)
-    except (ValueError, TypeError, KeyError, RecursionError, cattrs.BaseValidationError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        RecursionError,
+        OverflowError,  # a timestamp that leaves years 1..9999 once moved to UTC
+        cattrs.BaseValidationError,
+    ) as exc:
         # The message never quotes the file: it holds secrets.
         raise ConfigurationError(
             f"{STATE_FILE} is damaged ({type(exc).__name__}); re-enroll with `fleetnode enroll`"
