@@ -6,6 +6,7 @@ is a clean Connect error (or a success), never a 500; nothing is lost; no secret
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import logging
 import math
@@ -246,3 +247,41 @@ async def test_duplicate_keys_are_invalid_argument(world: World) -> None:
         answer = await post(world.client, p.UPLOAD_HEARTBEAT.path, raw, session)
         assert assert_clean(answer, {"invalid_argument"}) == "invalid_argument"
         assert answer.body["message"].endswith("is given twice")
+
+
+HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=14)
+
+
+@HOSTILE
+@given(
+    timeout_ms=st.none() | HEADER_TEXT | st.integers(-(10**12), 10**12).map(str),
+    version=st.none() | HEADER_TEXT | st.just("1"),
+    gzipped=st.booleans(),
+    payload=st.binary(max_size=200) | st.just(b'{"sentAt": "2026-11-26T12:00:00Z"}'),
+)
+@example(timeout_ms="1", version="1", gzipped=True, payload=b'{"sentAt": "2026-11-26T12:00:00Z"}')
+@example(timeout_ms="99999999999", version=None, gzipped=False, payload=b"{}")
+async def test_hostile_connect_headers_and_gzip_get_a_clean_answer(
+    world: World,
+    caplog: pytest.LogCaptureFixture,
+    timeout_ms: str | None,
+    version: str | None,
+    gzipped: bool,
+    payload: bytes,
+) -> None:
+    """Any Connect-Timeout-Ms and Connect-Protocol-Version values, and any gzip-compressed
+    body, get a success, invalid_argument or deadline_exceeded; never a 500."""
+    caplog.set_level(logging.DEBUG)
+    headers = credential(world, p.UPLOAD_HEARTBEAT)
+    if timeout_ms is not None:
+        headers["Connect-Timeout-Ms"] = timeout_ms
+    if version is not None:
+        headers["Connect-Protocol-Version"] = version
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    body = gzip.compress(payload) if gzipped else payload
+    answer = await post(world.client, p.UPLOAD_HEARTBEAT.path, body, headers)
+    assert_clean(answer, {"ok", "invalid_argument", "deadline_exceeded"})
+    await assert_world_intact(world)
+    world.ledger.assert_not_logged(caplog.records)
+    caplog.clear()
