@@ -195,16 +195,28 @@ def online_since(node: dict[str, Any], since: datetime.datetime) -> bool:
 
 
 def wait_online_since(
-    operator: Operator, node_id: int, since: datetime.datetime, timeout: float = 10.0
+    operator: Operator,
+    node_id: int,
+    since: datetime.datetime,
+    timeout: float = 10.0,
+    *,
+    fleetctl: bool = False,
 ) -> dict[str, Any]:
-    """Wait for a heartbeat after ``since``; the node as ``fleetctl nodes --json`` shows it."""
-    wait_until(
-        lambda: online_since(operator.peek(node_id), since),
+    """Wait for a heartbeat after ``since``; the node as listed then (by ``fleetctl nodes
+    --json`` when ``fleetctl``, which must agree)."""
+
+    def heartbeat_seen() -> dict[str, Any] | None:
+        node = operator.peek(node_id)
+        return node if online_since(node, since) else None
+
+    node = wait_until(
+        heartbeat_seen,
         timeout=timeout,
         what=f"a heartbeat of fleet node {node_id} after {since:%H:%M:%S.%f}",
     )
-    node = operator.node(node_id)
-    assert online_since(node, since), node
+    if fleetctl:
+        node = operator.node(node_id)
+        assert online_since(node, since), node
     return node
 
 

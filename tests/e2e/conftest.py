@@ -4,8 +4,9 @@
 fails the test if any secret it handled shows up in any log those processes wrote.
 ``fleet`` is a bootstrapped gateway on a fresh database with an operator for it, for
 tests that kill or reconfigure their gateway. ``shared_fleet`` is the same, shared by
-a module's tests (a gateway costs seconds to bootstrap); each test then works inside
-``harness.scope()``, which stops what the test started and checks the logs.
+every test that leaves its gateway alone (a gateway costs seconds to bootstrap); each
+test then works inside ``harness.scope()``, which stops what the test started and
+checks the logs. Tests on a shared gateway use node names of their own.
 """
 
 from __future__ import annotations
@@ -64,13 +65,29 @@ def module_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness
         yield harness
 
 
-@pytest.fixture(scope="module")
-def module_database_url(pg_cluster: Cluster) -> Iterator[str]:
-    """A fresh database with the schema for one module, dropped after it."""
+@pytest.fixture(scope="session")
+def session_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    harness = Harness(tmp_path_factory.mktemp("e2e-session"))
+    with harness.scope():
+        yield harness
+
+
+def _database(pg_cluster: Cluster) -> Iterator[str]:
+    """A fresh database with the schema, dropped at the end."""
     name = f"e2e_{next(_databases)}"
     admin_sql(pg_cluster, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
     yield pg_cluster.url(name)
     admin_sql(pg_cluster, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module")
+def module_database_url(pg_cluster: Cluster) -> Iterator[str]:
+    yield from _database(pg_cluster)
+
+
+@pytest.fixture(scope="session")
+def session_database_url(pg_cluster: Cluster) -> Iterator[str]:
+    yield from _database(pg_cluster)
 
 
 def open_fleet(harness: Harness, database_url: str) -> Fleet:
@@ -85,13 +102,13 @@ def fleet(harness: Harness, database_url: str) -> Fleet:
     return open_fleet(harness, database_url)
 
 
-@pytest.fixture(scope="module")
-def module_fleet(module_harness: Harness, module_database_url: str) -> Fleet:
-    return open_fleet(module_harness, module_database_url)
+@pytest.fixture(scope="session")
+def session_fleet(session_harness: Harness, session_database_url: str) -> Fleet:
+    return open_fleet(session_harness, session_database_url)
 
 
 @pytest.fixture
-def shared_fleet(module_fleet: Fleet) -> Iterator[Fleet]:
-    """The module's fleet; what the test starts is stopped after it, and logs are checked."""
-    with module_fleet.harness.scope():
-        yield module_fleet
+def shared_fleet(session_fleet: Fleet) -> Iterator[Fleet]:
+    """The shared fleet; what the test starts is stopped after it, and logs are checked."""
+    with session_fleet.harness.scope():
+        yield session_fleet

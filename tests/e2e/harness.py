@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -178,8 +178,8 @@ class Harness:
         log = self.log_path(name)
         errlog = self.log_path(f"{name}-stderr") if separate_stderr else None
         with log.open("ab") as out, (errlog or log).open("ab") as err:
-            # The child keeps its own descriptors.
-            # Its own process group, so a leftover can be killed with all its children.
+            # The child keeps its own descriptors; its own session (process group) lets
+            # a leftover be killed together with its children.
             popen = subprocess.Popen(
                 list(argv),
                 stdin=stdin,
@@ -245,14 +245,14 @@ class Harness:
             self.stop_all(since)
         self.assert_no_leaks()
 
-    def leaked_secrets(self, extra_logs: Iterable[Path] = ()) -> list[str]:
+    def leaked_secrets(self) -> list[str]:
         """Every (secret, log) pair where a known secret, or the shape of an api key or
         admin token, appears in a log; empty when the logs are clean."""
         for state_dir in self.state_dirs:
             for value, what in state_secrets(state_dir).items():
                 self.secrets.setdefault(value, what)
         found = []
-        for log in [*self.logs, *extra_logs]:
+        for log in self.logs:
             if not log.exists():
                 continue
             text = log.read_text(errors="replace")

@@ -26,7 +26,7 @@ def test_heartbeats_make_the_node_online_and_sigterm_exits_0(shared_fleet: Fleet
     started = now()
 
     agent = start_agent(shared_fleet.harness, state, "node-a")
-    node = wait_online_since(shared_fleet.operator, node_id, started)
+    node = wait_online_since(shared_fleet.operator, node_id, started, fleetctl=True)
     assert node["enrollmentStatus"] == "FLEET_NODE_ENROLLMENT_STATUS_CONFIRMED"
     assert "clockSkewMs" in node
 
@@ -70,7 +70,7 @@ def test_agent_recovers_by_itself_when_the_gateway_is_killed_and_restarted(fleet
     assert fleet.gateway.port == port
     restarted = now()
 
-    wait_online_since(fleet.operator, node_id, restarted, timeout=20)
+    wait_online_since(fleet.operator, node_id, restarted, timeout=20, fleetctl=True)
     assert agent.running(), agent.tail()
     assert "heartbeat succeeded again" in agent.text()
     assert session_token(state) == token  # the session in PostgreSQL outlived the crash

@@ -178,7 +178,7 @@ def test_node_and_fleetctl_work_over_https_through_nginx_to_both_replicas(
     started = now()
     agent = start_agent(proxied.harness, state, "node-tls")
 
-    node = wait_online_since(proxied.operator, node_id, started)
+    node = wait_online_since(proxied.operator, node_id, started, fleetctl=True)
     assert node["enrollmentStatus"] == "FLEET_NODE_ENROLLMENT_STATUS_CONFIRMED"
     wait_until(
         lambda: all(r.counter(HEARTBEATS) for r in proxied.replicas),

@@ -88,15 +88,21 @@ class Supervisor:
         transport = SupervisorTransport(None, None, f"unix://{self.socket}")
         try:
             proxy = xmlrpc.client.ServerProxy("http://localhost", transport=transport)
-            return dict(proxy.supervisor.getProcessInfo("fleetnode"))
+            info = proxy.supervisor.getProcessInfo("fleetnode")
+            assert isinstance(info, dict)
+            return info
         except OSError:  # not listening yet
             return {}
         finally:
             transport.close()
 
     def wait_state(self, state: str, timeout: float = 10.0) -> dict[str, Any]:
+        def in_state() -> dict[str, Any] | None:
+            info = self.info()
+            return info if info.get("statename") == state else None
+
         return wait_until(
-            lambda: (info := self.info()).get("statename") == state and info,
+            in_state,
             timeout=timeout,
             what=f"fleetnode to be {state} under supervisord",
             detail=self.tail,
@@ -203,12 +209,13 @@ def test_kill_9_is_restarted_and_resumes_with_its_saved_session(supervised: Supe
 
     os.kill(pid, signal.SIGKILL)
     killed = now()
+
+    def respawned() -> dict[str, Any] | None:
+        info = supervised.info()
+        return info if info.get("statename") == "RUNNING" and info["pid"] != pid else None
+
     restarted = wait_until(
-        lambda: (
-            (info := supervised.info()).get("statename") == "RUNNING"
-            and info["pid"] != pid
-            and info
-        ),
+        respawned,
         what="supervisord to run a new fleetnode",
         detail=supervised.tail,
     )
