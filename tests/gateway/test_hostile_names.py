@@ -54,9 +54,23 @@ UNICODE = [
     "a\u200db",  # zero-width joiner
     "\ufeffbom",
     "\U0010fffd",
+    "\uffff\ufffe\U0010ffff",  # noncharacters: valid UTF-8, stored as sent
+    "\u2028\u2029",  # line and paragraph separators (format, not control, characters)
     " leading and trailing ",
 ]
-REFUSED = ["", "nul\x00byte", "\x00", "tab\there", "new\nline", "\x7f", "x" * 256, "\ud800"]
+REFUSED = [
+    "",
+    "nul\x00byte",
+    "\x00",
+    "tab\there",
+    "new\nline",
+    "\x7f",
+    "\x85next-line",  # C1 control
+    "x" * 256,
+    "\U0001f680" * 256,
+    "\ud800",
+    "\udfff\ud800",  # reversed pair: two lone surrogates
+]
 
 
 @pytest_asyncio.fixture
