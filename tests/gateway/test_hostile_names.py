@@ -55,7 +55,7 @@ UNICODE = [
     "\ufeffbom",
     "\U0010fffd",
     "\uffff\ufffe\U0010ffff",  # noncharacters: valid UTF-8, stored as sent
-    "\u2028\u2029",  # line and paragraph separators (format, not control, characters)
+    "\u2028\u2029",  # line and paragraph separators (Zl, Zp: not control characters)
     " leading and trailing ",
 ]
 REFUSED = [
