@@ -36,6 +36,9 @@ from gateway.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+# A body (64 KiB at most) that takes longer than this is a slow client holding a handler
+# and a connection, not a network: aiohttp has no body read timeout of its own.
+BODY_READ_TIMEOUT_SECONDS = 30.0
 # Below this a gzip header and CPU cost more than they save.
 COMPRESS_MIN_BYTES = 1024
 JSON = "application/json"
@@ -245,7 +248,11 @@ async def _serve(
     client: ClientAddress,
     header_problem: str | None,
 ) -> Any:
-    body = await _read_body(request)
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+            body = await _read_body(request)
+    except TimeoutError:
+        raise ConnectError(Code.DEADLINE_EXCEEDED, "request body not received in time") from None
     principal = await _authenticate(request, rpc, ctx)
     if rpc.call is None:
         raise errors.Unimplemented(f"{rpc.procedure.method} is not implemented")

@@ -19,6 +19,11 @@ from gateway.config import Config
 logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_SECONDS = 30.0
+# aiohttp closes a connection that has not sent a complete request this long after it
+# opened or after its last answer: it bounds idle keep-alive connections *and* a slowloris
+# dribbling headers (AppRunner's own default is 3630 s). Longer than nginx's upstream
+# keepalive_timeout (60 s), so nginx never sends on a connection the gateway is closing.
+IDLE_TIMEOUT_SECONDS = 75.0
 
 
 class ListenError(Exception):
@@ -35,16 +40,21 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     app: web.Application | None = None,
+    idle_timeout_seconds: float = IDLE_TIMEOUT_SECONDS,
 ) -> None:
     """Serve ``app`` (default: ``create_app(config)``) on ``config.host:config.port``
     until ``stop`` is set (or forever, until cancelled), then drain and clean up.
 
     ``ready(port)`` is called once the socket listens, with the actual port (so
-    ``config.port == 0`` works). :class:`ListenError` when the address cannot be
-    bound (``dev`` catches it to pick a free port).
+    ``config.port == 0`` works). ``idle_timeout_seconds`` bounds a connection that sends
+    no complete request (idle, or a slowloris). :class:`ListenError` when the address
+    cannot be bound (``dev`` catches it to pick a free port).
     """
     runner = web.AppRunner(
-        app or create_app(config), handle_signals=False, shutdown_timeout=DRAIN_TIMEOUT_SECONDS
+        app or create_app(config),
+        handle_signals=False,
+        shutdown_timeout=DRAIN_TIMEOUT_SECONDS,
+        keepalive_timeout=idle_timeout_seconds,
     )
     await runner.setup()  # enters the cleanup contexts: opens the runtime
     try:
