@@ -6,10 +6,12 @@ reaches a log record."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from typing import Any
 
+import attrs
 import pytest
 import pytest_asyncio
 from hostile_support import (
@@ -227,3 +229,50 @@ async def test_malformed_authorization_header_line_keeps_the_token_out_of_the_lo
     assert all("BadHttpMessage" in r.getMessage() for r in protocol_errors)
     world.ledger.assert_not_logged(caplog.records)
     await assert_world_intact(world)
+
+
+@pytest_asyncio.fixture
+async def proxied(aiohttp_client: Any, database_url: str) -> Client:
+    """A gateway that trusts the loopback peer as a reverse proxy (SPEC 6.3)."""
+    config = attrs.evolve(
+        hostile_config(database_url), trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),)
+    )
+    client: Client = await aiohttp_client(create_app(config))
+    return client
+
+
+FORWARD_TEXT = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("\u00e9\u00ff"),
+    max_size=60,
+)
+
+
+@HOSTILE
+@given(forwarded_for=FORWARD_TEXT, forwarded_proto=FORWARD_TEXT, forwarded=FORWARD_TEXT)
+@example(forwarded_for="[fe80::1%eth0]:80, ::ffff:127.0.0.1", forwarded_proto="", forwarded="")
+@example(
+    forwarded_for="",
+    forwarded_proto="",
+    forwarded='for="[::1',
+)
+@example(forwarded_for="", forwarded_proto="HTTPS", forwarded="for=unknown;proto=gopher;by=_x")
+async def test_any_forwarding_headers_from_a_trusted_proxy_are_handled(
+    proxied: Client,
+    caplog: pytest.LogCaptureFixture,
+    forwarded_for: str,
+    forwarded_proto: str,
+    forwarded: str,
+) -> None:
+    """Whatever X-Forwarded-For, X-Forwarded-Proto and Forwarded say behind a trusted proxy,
+    the call is answered normally and logged with an IP address (or the peer's)."""
+    caplog.set_level(logging.INFO, logger="gateway.connect")
+    headers = {
+        "X-Forwarded-For": forwarded_for,
+        "X-Forwarded-Proto": forwarded_proto,
+        "Forwarded": forwarded,
+    }
+    answer = await post(proxied, p.REGISTER.path, b"{}", headers)
+    assert assert_clean(answer, {"invalid_argument"}) == "invalid_argument"
+    [record] = [r for r in caplog.records if r.name == "gateway.connect"]
+    ipaddress.ip_address(record.__dict__["client"].partition("%")[0])
+    caplog.clear()
