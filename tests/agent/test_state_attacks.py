@@ -84,15 +84,17 @@ async def test_save_replaces_a_symlinked_state_file_instead_of_writing_through(
     assert store.load() == state
 
 
-@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+@pytest.mark.parametrize("link", ["symlink", "dangling-symlink", "hardlink"])
 async def test_linked_lock_file_is_refused_and_its_target_untouched(
     cli: Cli, gateway: FakeGateway, store: StateStore, tmp_path: Path, link: str
 ) -> None:
     """state.lock replaced by a symbolic or hard link to another file is refused (78) by
-    refresh, run and enroll; the other file is neither truncated nor given our pid."""
+    refresh, run and enroll; the other file is neither created, truncated nor given our pid."""
     make_enrolled_state(store, gateway)
     target = victim(tmp_path)
-    if link == "symlink":
+    if link == "dangling-symlink":
+        target.unlink()
+    if link.endswith("symlink"):
         store.lock_path.symlink_to(target)
     else:
         os.link(target, store.lock_path)
@@ -100,7 +102,10 @@ async def test_linked_lock_file_is_refused_and_its_target_untouched(
         outcome = await cli(*argv, stdin="code\n")
         assert outcome.code == 78, (argv, outcome)
         assert "state.lock" in outcome.stderr and "refusing" in outcome.stderr, outcome.stderr
-        assert target.read_bytes() == PRECIOUS
+        if link == "dangling-symlink":
+            assert not target.exists()
+        else:
+            assert target.read_bytes() == PRECIOUS
     assert gateway.calls_to("BeginAuthHandshake") == []
 
 
