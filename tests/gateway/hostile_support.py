@@ -103,6 +103,12 @@ class Ledger:
     def add(self, *secrets: str) -> None:
         self.secrets.extend(secrets)
 
+    def assert_not_in(self, answer: Answer) -> None:
+        """No error answer quotes a secret (not even the caller's own)."""
+        if answer.status != 200:
+            for secret in self.secrets:
+                assert secret.encode() not in answer.raw, answer.raw
+
     def assert_not_logged(self, records: list[logging.LogRecord]) -> None:
         assert records, "the capture works: the calls under test left records to check"
         for record in records:

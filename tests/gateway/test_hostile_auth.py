@@ -46,6 +46,7 @@ async def world(aiohttp_client: Any, database_url: str) -> World:
 
 async def heartbeat_with(world: World, headers: CIMultiDict[str] | dict[str, str]) -> str:
     answer = await post(world.client, p.UPLOAD_HEARTBEAT.path, HEARTBEAT, headers)
+    world.ledger.assert_not_in(answer)
     return assert_clean(answer, {"ok", "unauthenticated"})
 
 
@@ -53,6 +54,7 @@ async def list_with(world: World, authorization: str) -> str:
     answer = await post(
         world.client, p.LIST_FLEET_NODES.path, b"{}", {"Authorization": authorization}
     )
+    world.ledger.assert_not_in(answer)
     return assert_clean(answer, {"ok", "unauthenticated"})
 
 

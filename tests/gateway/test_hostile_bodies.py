@@ -82,6 +82,7 @@ async def send_hostile(
     caplog.set_level(logging.DEBUG)
     answer = await post(world.client, procedure.path, body, credential(world, procedure))
     code = assert_clean(answer, ALLOWED[procedure])
+    world.ledger.assert_not_in(answer)
     await assert_world_intact(world)
     world.ledger.assert_not_logged(caplog.records)
     caplog.clear()
