@@ -1,0 +1,1 @@
+"""Load generators for the gateway (see bench/README.md); never imported by the product."""
