@@ -16,8 +16,8 @@ import trio
 from agent import logs
 from agent.__main__ import build_parser, execute
 from agent.runtime import Runtime
-from agent.state import StateStore
-from tests.agent.conftest import FakeGateway, virtual_wall_clock
+from agent.state import State, StateStore
+from tests.agent.conftest import ENROLLMENT_CODE, FakeGateway, virtual_wall_clock
 
 
 @attrs.frozen
@@ -60,3 +60,15 @@ async def run_command(
         root.removeHandler(handler)
         root.setLevel(old_level)
     return Outcome(code, out.getvalue(), err.getvalue())
+
+
+def secrets_seen(state: State, gateway: FakeGateway, text: str) -> list[str]:
+    """Which of the node's secrets (api key, private key, every session token the fake
+    issued, the enrollment code) appear in ``text``."""
+    secrets = {
+        "api key": state.api_key,
+        "private key": state.identity_private_key,
+        "enrollment code": ENROLLMENT_CODE,
+    }
+    secrets.update({f"session token {i}": t for i, t in enumerate(gateway.issued_tokens)})
+    return [what for what, value in secrets.items() if value and value in text]

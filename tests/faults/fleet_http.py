@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -97,3 +98,12 @@ def handshake(http: httpx.Client, node: SimNode) -> str:
         {"challenge": begin["challenge"], "signature": b64(signature)},
     )
     return str(complete["sessionToken"])
+
+
+def secrets_in(harness: Harness, texts: Iterable[str]) -> list[str]:
+    """What the ledger's secrets are, for each one found in ``texts`` (error messages,
+    answers: the text a client or its operator sees)."""
+    found = []
+    for text in texts:
+        found += [what for value, what in harness.secrets.items() if value in text]
+    return found

@@ -19,7 +19,7 @@ import trio.testing
 
 from agent.state import StateStore
 from tests.agent.conftest import FakeGateway, make_enrolled_state, virtual_wall_clock
-from tests.faults.agent_support import run_command
+from tests.faults.agent_support import Outcome, run_command, secrets_seen
 
 pytestmark = pytest.mark.trio
 
@@ -70,9 +70,9 @@ async def run_daemon(
     clock: JumpingClock,
     seconds: float,
     jumps: dict[float, float],
-) -> int | None:
+) -> Outcome:
     """``fleetnode run`` for ``seconds`` of virtual time with the clock jumping by
-    ``jumps[at]`` hours at each ``at``; the exit code, or None if it was still running."""
+    ``jumps[at]`` hours at each ``at``."""
 
     async def jump_at(at: float, hours: float) -> None:
         await trio.sleep_until(at)
@@ -85,7 +85,7 @@ async def run_daemon(
             store, gateway, "run", seconds=seconds, wall_clock=clock, transport=guarded(gateway)
         )
         nursery.cancel_scope.cancel()
-    return outcome.code
+    return outcome
 
 
 @pytest.fixture
@@ -109,12 +109,13 @@ async def test_clock_jumps_cause_no_refresh_storm_and_no_crash(
     heartbeating on schedule, never exits, and handshakes at most once an hour."""
     gateway = FakeGateway()  # the gateway keeps true time
     gateway.interval_seconds = INTERVAL_SECONDS
-    make_enrolled_state(store, gateway)  # a session of 24 h, as the gateway issues
+    state = make_enrolled_state(store, gateway)  # a session of 24 h, as the gateway issues
     clock = JumpingClock()
 
-    code = await run_daemon(store, gateway, clock, DAYS * DAY, jumps)
+    outcome = await run_daemon(store, gateway, clock, DAYS * DAY, jumps)
 
-    assert code is None, "the daemon exited"
+    assert outcome.code is None, outcome.stderr
+    assert not secrets_seen(state, gateway, outcome.stderr)
     times = [call.at for call in gateway.calls_to(COMPLETE)]
     assert len(times) <= MAX_HANDSHAKES
     assert all(b - a >= HOUR - 1 for a, b in itertools.pairwise(times)), times

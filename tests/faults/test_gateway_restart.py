@@ -111,7 +111,8 @@ def fleet(tmp_path: Path, database_url: str) -> Iterator[Fleet]:
     root = logging.getLogger()
     root.addHandler(handler)
     try:
-        gateway = Gateway(harness, database_url, "gateway", extra=FLEET_AUTH_LIMITS)
+        extra = [*FLEET_AUTH_LIMITS, "--heartbeat-interval", "5s", "--last-seen-debounce", "0"]
+        gateway = Gateway(harness, database_url, "gateway", extra=extra)
         token = bootstrap(harness, database_url, gateway)
         nodes = enroll_nodes(harness, gateway.url, token, AGENTS, "agent", with_session=False)
         stores = []

@@ -26,7 +26,13 @@ from gateway import server
 from gateway.config import Config
 from tests.e2e.actors import Gateway, bootstrap
 from tests.e2e.harness import Harness
-from tests.faults.fleet_http import FLEET_AUTH_LIMITS, SimNode, enroll_nodes, utc_now_text
+from tests.faults.fleet_http import (
+    FLEET_AUTH_LIMITS,
+    SimNode,
+    enroll_nodes,
+    secrets_in,
+    utc_now_text,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -211,6 +217,7 @@ async def test_gateway_keeps_serving_beside_idle_connections_slowloris_and_slow_
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
     assert all(b" 504 " in answer and b"deadline_exceeded" in answer for answer in answers)
+    assert not secrets_in(target.harness, [answer.decode(errors="replace") for answer in answers])
     assert max(latencies) < 1.0, latencies
     print(
         f"\n{IDLE_CONNECTIONS} idle + {SLOWLORIS} slowloris + {SLOW_BODIES} slow-body "

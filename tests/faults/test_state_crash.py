@@ -27,7 +27,7 @@ import trio.testing
 from agent.errors import StateNotSaved
 from agent.state import StateStore
 from tests.agent.conftest import FakeGateway, make_enrolled_state, virtual_wall_clock
-from tests.faults.agent_support import run_command
+from tests.faults.agent_support import run_command, secrets_seen
 from tests.faults.state_versions import number, version
 
 KILLS = 200
@@ -180,7 +180,7 @@ async def test_refresh_on_a_full_disk_exits_78_and_keeps_the_old_state(
     assert "No space left on device" in outcome.stderr
     assert "Traceback" not in outcome.stderr
     assert store.load() == before
-    assert not [token for token in gateway.issued_tokens if token in outcome.stderr]
+    assert not secrets_seen(before, gateway, outcome.stderr)
 
 
 @pytest.mark.trio
@@ -206,3 +206,4 @@ async def test_daemon_keeps_heartbeating_when_its_new_session_cannot_be_saved(
     assert len(beats) >= 2 * 3600 / gateway.interval_seconds - 1
     assert {call.authorization for call in beats} == {f"Bearer {new_token}"}
     assert store.load() == before
+    assert not secrets_seen(before, gateway, outcome.stderr)
