@@ -177,14 +177,16 @@ async def test_agents_reconnect_spread_out_after_a_gateway_restart(fleet: Fleet)
         await trio.to_thread.run_sync(fleet.gateway.kill)
         killed = trio.current_time()
         await trio.sleep(DOWN_SECONDS)
+        # Delays count from the relaunch: the gateway's own start-up is part of them.
+        relaunched = trio.current_time()
         await trio.to_thread.run_sync(fleet.gateway.start)  # same port
-        restarted = trio.current_time()
+        listening = trio.current_time()
 
         def back() -> dict[int, float]:
             return {
-                index: min(at for at in times if at >= restarted)
+                index: min(at for at in times if at >= relaunched)
                 for index, times in beats.items()
-                if times[-1] >= restarted
+                if times[-1] >= relaunched
             }
 
         with trio.fail_after(RECOVERY_LIMIT_SECONDS):
@@ -192,19 +194,20 @@ async def test_agents_reconnect_spread_out_after_a_gateway_restart(fleet: Fleet)
                 await trio.sleep(0.2)
         nursery.cancel_scope.cancel()
 
-    delays = sorted(at - restarted for at in back().values())
-    during = sum(1 for times in beats.values() for at in times if killed <= at < restarted)
+    delays = sorted(at - relaunched for at in back().values())
+    during = sum(1 for times in beats.values() for at in times if killed <= at < relaunched)
     counts = collections.Counter(int(delay // BUCKET_SECONDS) for delay in delays)
     print(
-        f"\n{AGENTS} agents up {started - begun:.1f} s after start; gateway SIGKILLed, restarted "
-        f"{restarted - killed:.1f} s later; first acknowledged heartbeat per agent after the "
-        f"restart: min {delays[0]:.2f} s, median {delays[len(delays) // 2]:.2f} s, "
+        f"\n{AGENTS} agents up {started - begun:.1f} s after start; gateway SIGKILLed, "
+        f"relaunched {relaunched - killed:.1f} s later, its 'listening' line seen after "
+        f"{listening - relaunched:.1f} s; first acknowledged heartbeat per agent after the "
+        f"relaunch: min {delays[0]:.2f} s, median {delays[len(delays) // 2]:.2f} s, "
         f"p90 {delays[int(len(delays) * 0.9)]:.2f} s, max {delays[-1]:.2f} s; "
-        f"handshakes after the restart: {sum(1 for at in handshakes if at >= restarted)}\n"
+        f"handshakes after it: {sum(1 for at in handshakes if at >= relaunched)}\n"
         + histogram(delays)
     )
     assert during == 0
-    assert not [at for at in handshakes if at >= restarted], "sessions should survive"
+    assert not [at for at in handshakes if at >= relaunched], "sessions should survive"
     assert max(counts.values()) <= HERD_SHARE * AGENTS, "a herd: " + histogram(delays)
     assert delays[int(len(delays) * 0.9)] - delays[int(len(delays) * 0.1)] >= 5.0
     for store in fleet.stores:
