@@ -59,6 +59,16 @@ def kinds(processes: dict[int, str]) -> tuple[int, int]:
     return postgres, fleetnode
 
 
+def state_dirs(processes: dict[int, str]) -> list[Path]:
+    """The ``--state-dir`` of every ``fleetnode`` among ``processes``."""
+    found = []
+    for cmd in processes.values():
+        argv = cmd.split()
+        if "--state-dir" in argv and "fleetnode" in cmd:
+            found.append(Path(argv[argv.index("--state-dir") + 1]))
+    return found
+
+
 def demo_cluster(cwd: Path) -> Path:
     """Where the demo kept its cluster: as root outside ``cwd`` (postgres cannot enter
     /root), its path recorded under ``.fleet-dev``; else in ``.fleet-dev/demo-pg``."""
@@ -85,6 +95,7 @@ class Demo:
     process: Process
     mark: str
     cwd: Path
+    node_state_dirs: list[Path] = attrs.Factory(list)  # seen while the nodes ran
 
 
 @pytest.fixture(scope="session")
@@ -118,11 +129,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 def test_demo_runs_its_postgresql_and_three_fleetnode_daemons(demo: Demo) -> None:
     """While ``fleet-gateway demo --nodes 3`` runs, its PostgreSQL and three ``fleetnode run``
-    processes are alive (and found by the marker the final check relies on)."""
+    processes, each with a state directory of its own, are alive (and found by the marker
+    the final check relies on)."""
 
     def all_started() -> bool:
-        postgres, fleetnodes = kinds(marked_processes(demo.mark))
-        return postgres >= 1 and fleetnodes == NODES
+        processes = marked_processes(demo.mark)
+        postgres, fleetnodes = kinds(processes)
+        if postgres < 1 or fleetnodes != NODES:
+            return False
+        demo.node_state_dirs[:] = state_dirs(processes)
+        return True
 
     wait_until(
         all_started,
@@ -130,11 +146,14 @@ def test_demo_runs_its_postgresql_and_three_fleetnode_daemons(demo: Demo) -> Non
         what=f"the demo's PostgreSQL and {NODES} fleetnode daemons",
         detail=demo.process.tail,
     )
+    assert len(set(demo.node_state_dirs)) == NODES
+    assert all((path / "state.json").exists() for path in demo.node_state_dirs)
 
 
 def test_demo_exits_0_with_three_online_nodes_and_leaves_nothing_behind(demo: Demo) -> None:
     """``fleet-gateway demo --nodes 3 --duration 15s`` exits 0 with three ONLINE nodes in its
-    last table, and stops every PostgreSQL and fleetnode process it started."""
+    last table, stops every PostgreSQL and fleetnode process it started, and removes its
+    cluster and the nodes' state."""
     process = demo.process
     assert process.wait_exit(timeout=DEMO_TIMEOUT_SECONDS) == 0, process.tail()
     rows = last_table(process.text())
@@ -143,3 +162,5 @@ def test_demo_exits_0_with_three_online_nodes_and_leaves_nothing_behind(demo: De
     assert f"{NODES}/{NODES} nodes ONLINE" in process.text()
     assert marked_processes(demo.mark) == {}
     assert not demo_cluster(demo.cwd).exists()
+    for path in demo.node_state_dirs:  # known if the first test ran
+        assert not path.exists()
