@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 from fleetwire import messages as m
+from fleetwire.validators import INT64_MAX
 from gateway import secrets as s
 from gateway.clock import Clock
 from gateway.config import Config
@@ -65,7 +66,7 @@ def decode_page_token(token: str) -> int | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidArgument(BAD_PAGE_TOKEN) from None
     match = _PAGE_TOKEN_BODY.fullmatch(body)
-    if match is None:
+    if match is None or int(match.group(1)) > INT64_MAX:  # ids are bigint in PostgreSQL
         raise InvalidArgument(BAD_PAGE_TOKEN)
     return int(match.group(1))
 

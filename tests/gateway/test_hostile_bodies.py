@@ -163,14 +163,6 @@ async def test_list_paging_arguments_are_validated(
         assert code == "invalid_argument"
 
 
-# BUG (data layer, gateway/admin.py; the lead applies the fix, then removes the xfail): a
-# well-formed page token whose id is past int64, "n:9223372036854775808", passes
-# decode_page_token's regex ([1-9][0-9]{0,18} allows 19 digits up to 9999999999999999999),
-# reaches PostgreSQL's ``%(before_id)s::bigint`` cast, fails there (NumericValueOutOfRange ->
-# DatabaseFault) and is answered ``internal`` (HTTP 500). Fix in decode_page_token, after
-# the match: ``before_id = int(match.group(1))``; ``if before_id > 2**63 - 1: raise
-# InvalidArgument(BAD_PAGE_TOKEN)``; ``return before_id``.
-@pytest.mark.xfail(strict=True, reason="BUG gateway/admin.py decode_page_token: id past int64")
 async def test_page_token_past_int64_is_invalid_argument(world: World) -> None:
     """A page token naming an id past int64 is invalid_argument "malformed page token"."""
     token = base64.urlsafe_b64encode(b"n:9223372036854775808").rstrip(b"=").decode()
