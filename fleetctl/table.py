@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import unicodedata
 from collections.abc import Iterable
 
 from fleetwire import messages as m
@@ -19,6 +20,15 @@ def _label(value: m.FleetNodeEnrollmentStatus | m.Connectivity) -> str:
         else "CONNECTIVITY_"
     )
     return value.name.removeprefix(prefix).replace("_", " ")
+
+
+def _printable(text: str) -> str:
+    """Names are stored verbatim, but a bidi override or a line separator in one could
+    reorder or split the row an operator reads a fingerprint from: show those escaped."""
+    return "".join(
+        f"\\u{ord(char):04x}" if unicodedata.category(char) in ("Cf", "Zl", "Zp", "Cc") else char
+        for char in text
+    )
 
 
 def _ago(then: datetime.datetime | None, now: datetime.datetime) -> str:
@@ -38,7 +48,7 @@ def rows(nodes: Iterable[m.FleetNodeSummary], now: datetime.datetime) -> list[tu
     return [
         (
             str(node.fleet_node_id),
-            node.name,
+            _printable(node.name),
             _label(node.enrollment_status),
             node.identity_fingerprint,
             _ago(node.last_seen_at, now),

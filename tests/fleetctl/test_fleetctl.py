@@ -128,3 +128,14 @@ def test_bad_ttl_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     admin = ScriptedAdmin([])
     assert run(["create-code", "--ttl", "soon"], ENV, httpx.MockTransport(admin)) == 2
     assert admin.requests == []
+
+
+def test_table_escapes_characters_that_could_spoof_a_row(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A name with a right-to-left override or a line separator is shown escaped, on one row."""
+    spoof = m.FleetNodeSummary(fleet_node_id=m.Int64(9), name="evil\u202edcba\u2028x")
+    assert run(["nodes"], ENV, httpx.MockTransport(ScriptedAdmin([spoof]))) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert "evil\\u202edcba\\u2028x" in lines[1]
