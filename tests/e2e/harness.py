@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +41,13 @@ def program(name: str) -> str:
     path = BIN / name
     assert path.exists(), f"{path} is missing: install the project with its [test] extra"
     return str(path)
+
+
+def free_port() -> int:
+    """A port the kernel just handed out on loopback (free until someone else binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def clean_env(**extra: str) -> dict[str, str]:

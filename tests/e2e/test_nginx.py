@@ -10,7 +10,6 @@ localhost; the node and fleetctl trust that CA with ``--ca-file``. nginx listens
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from tests.e2e.actors import (
     start_agent,
     wait_online_since,
 )
-from tests.e2e.harness import Harness, Process, clean_env, wait_until
+from tests.e2e.harness import Harness, Process, clean_env, free_port, wait_until
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "fleet-gateway.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -57,13 +56,6 @@ http {{
     include {root}/fleet-gateway.conf;
 }}
 """
-
-
-def free_port() -> int:
-    """A port the kernel just handed out on loopback (free until someone else binds it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def substitute(text: str, replacements: dict[str, str]) -> str:
