@@ -78,4 +78,6 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # "listening on http://HOST:PORT" is how scripts learn a --port 0 address.
+    logging.getLogger("gateway.announce").setLevel(logging.INFO)
     return handler

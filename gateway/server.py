@@ -17,6 +17,8 @@ from gateway.app import create_app
 from gateway.config import Config
 
 logger = logging.getLogger(__name__)
+# Records scripts rely on, shown whatever --log-level says (gateway.logging_setup).
+announce = logging.getLogger("gateway.announce")
 
 DRAIN_TIMEOUT_SECONDS = 30.0
 # aiohttp closes a connection that has not sent a complete request this long after it
@@ -67,8 +69,8 @@ async def serve(
         port = _bound_port(runner, config.port)
         url = url_for(config.host, port)
         # The event text holds the URL so scripts find "listening on http://HOST:PORT"
-        # in text and JSON logs alike (port 0 picks the port).
-        logger.info("listening on %s", url, extra={"url": url})
+        # in text and JSON logs alike (port 0 picks the port), at every log level.
+        announce.info("listening on %s", url, extra={"url": url})
         if ready is not None:
             ready(port)
         await (stop or asyncio.Event()).wait()

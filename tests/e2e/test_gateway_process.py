@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from tests.e2e.actors import GATEWAY_TIMINGS
 from tests.e2e.harness import Harness, clean_env, free_port, program, wait_until
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG gateway/server.py: 'listening on' is a logger.info record, so --log-level "
-    "warning (or error) hides it, and a --port 0 gateway's port can no longer be learnt",
-)
 def test_serve_announces_its_address_at_every_log_level(
     harness: Harness, database_url: str
 ) -> None:
