@@ -26,6 +26,7 @@ from fleetwire import procedures as p
 from gateway.pgcluster import Cluster, find_bindir, make_cluster_root
 from tests.e2e.actors import Gateway, Operator, bootstrap, enroll, start_agent
 from tests.e2e.harness import Harness
+from tests.faults.agent_support import CANCELLED_BODY_WARNING, finalize_garbage
 from tests.faults.fleet_http import (
     FLEET_AUTH_LIMITS,
     SimNode,
@@ -33,7 +34,11 @@ from tests.faults.fleet_http import (
     utc_now_text,
 )
 
-pytestmark = [pytest.mark.faults, pytest.mark.trio]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.trio,
+    pytest.mark.filterwarnings(CANCELLED_BODY_WARNING),
+]
 
 OUTAGE_SECONDS = float(os.environ.get("FLEET_FAULT_OUTAGE_SECONDS", "10"))
 SIM_NODES = 30
@@ -214,6 +219,7 @@ async def test_postgresql_outage_under_load(outage: Outage) -> None:
                 await trio.sleep(0.25)
         await trio.sleep(2.0)  # a little steady state after the recovery
         nursery.cancel_scope.cancel()
+    await finalize_garbage()
 
     assert outage.gateway.proc.running() and outage.gateway.proc.pid == gateway_pid
     assert agent.running(), agent.tail()
