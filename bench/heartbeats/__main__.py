@@ -115,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fsync", choices=("on", "off"), default="on", help="PostgreSQL fsync while measuring (on)"
     )
     parser.add_argument(
-        "--no-warmup", action="store_true", help="measure cold: sessions not yet cached"
+        "--warmup",
+        choices=("steady", "pass", "none"),
+        help="one heartbeat per node before measuring: spread over the debounce window "
+        "(steady, the open loop's default), as fast as possible (pass, the default of --max "
+        "and --quick) or none (cold: sessions not yet cached)",
     )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the /healthz ceiling")
     parser.add_argument(
@@ -163,6 +167,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def warmup_of(args: argparse.Namespace) -> str:
+    return str(args.warmup or ("pass" if args.max or args.quick else "steady"))
+
+
 def reproduce_command(args: argparse.Namespace, settings: Settings) -> str:
     """The exact command, every value resolved (presets spelled out)."""
     words = [".venv/bin/python", "-m", "bench.heartbeats", "--nodes", str(settings.nodes)]
@@ -188,7 +196,7 @@ def reproduce_command(args: argparse.Namespace, settings: Settings) -> str:
         words += ["--nice", str(settings.nice)]
     if args.stats_quiet != database.SETTLE_QUIET_SECONDS:
         words += ["--stats-quiet", f"{args.stats_quiet:g}s"]
-    words += ["--no-warmup"] * args.no_warmup + ["--no-ceiling"] * args.no_ceiling
+    words += ["--warmup", warmup_of(args), *["--no-ceiling"] * args.no_ceiling]
     return shlex.join(words)  # fmt: skip
 
 
@@ -250,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             db.prepare_for_measurement()
             _stderr(f"bench: seeded in {seeded.seconds:.1f} s; measuring ({command})")
             measured = asyncio.run(
-                run_benchmark(settings, seeded, db, log_path, warmup=not args.no_warmup)
+                run_benchmark(settings, seeded, db, log_path, warmup=warmup_of(args))
             )
     except KeyboardInterrupt:
         _stderr("bench: interrupted")

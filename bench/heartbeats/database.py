@@ -38,6 +38,7 @@ class PgCounters:
     """PostgreSQL's own cumulative counters at one moment."""
 
     fleet_nodes_updated_rows: int  # pg_stat_user_tables.n_tup_upd of fleet_nodes
+    fleet_nodes_hot_updated_rows: int  # ... n_tup_hot_upd: updates that touched no index
     xact_commit: int  # pg_stat_database.xact_commit of the bench database
     write_statements: int  # pg_stat_statements calls of the group-commit UPDATE
     write_statement_rows: int  # rows those statements returned (one per queued node)
@@ -112,10 +113,10 @@ class BenchDatabase:
     def counters(self) -> PgCounters:
         self.reads += 1
         rows = _execute(self.url, _COUNTERS_SQL, (WRITE_STATEMENT_PATTERN,) * 3)
-        upd, xacts, calls, stmt_rows, stmt_ms = rows[0]
+        upd, hot, xacts, calls, stmt_rows, stmt_ms = rows[0]
         return PgCounters(
-            int(str(upd or 0)), int(str(xacts or 0)), int(str(calls)), int(str(stmt_rows)),
-            float(str(stmt_ms)),
+            int(str(upd or 0)), int(str(hot or 0)), int(str(xacts or 0)), int(str(calls)),
+            int(str(stmt_rows)), float(str(stmt_ms)),
         )  # fmt: skip
 
     def settled_counters(self) -> tuple[PgCounters, int]:
@@ -146,6 +147,7 @@ class BenchDatabase:
 _COUNTERS_SQL = """
 SELECT
   (SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'fleet_nodes'),
+  (SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'fleet_nodes'),
   (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),
   (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE %s),
   (SELECT coalesce(sum(rows), 0) FROM pg_stat_statements WHERE query LIKE %s),

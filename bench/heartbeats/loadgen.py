@@ -26,7 +26,8 @@ import asyncio
 import collections
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import overload
 
 import attrs
 
@@ -286,11 +287,17 @@ async def run_open(
     connections: int,
     rate: float,
     duration_seconds: float,
+    due_seconds: Sequence[float] | None = None,
     drain_seconds: float = 30.0,
 ) -> PhaseResult:
     """Open loop: ``rate * duration_seconds`` requests, request ``i`` due at
-    ``start + i / rate``; latency counts from the due time."""
-    total = max(1, int(rate * duration_seconds))
+    ``start + i / rate``, or at ``start + due_seconds[i]`` (ascending) when given;
+    latency counts from the due time."""
+    if due_seconds is None:
+        total = max(1, int(rate * duration_seconds))
+        offsets: Sequence[float] = _Uniform(rate, total)
+    else:
+        offsets, total = due_seconds, len(due_seconds)
     tally = _Tally()
     clock = time.perf_counter
     backlog: collections.deque[int] = collections.deque()
@@ -301,7 +308,7 @@ async def run_open(
         now = clock()
         number = conn.in_flight
         assert number is not None
-        tally.record(now, now - (start + number / rate), status)
+        tally.record(now, now - (start + offsets[number]), status)
         conn.in_flight = None
         if backlog:
             number = backlog.popleft()
@@ -317,14 +324,15 @@ async def run_open(
         start = tally.first_send = clock()
         while tally.sent < total:
             now = clock()
-            due = min(total, int((now - start) * rate) + 1)
-            backlog.extend(range(tally.sent, due))
-            tally.sent = due
+            elapsed = now - start
+            while tally.sent < total and offsets[tally.sent] <= elapsed:
+                backlog.append(tally.sent)
+                tally.sent += 1
             while backlog and idle:
                 number = backlog.popleft()
                 idle.pop().send(number, request_for(number), now)
             if tally.sent < total:
-                next_due = start + tally.sent / rate
+                next_due = start + offsets[tally.sent]
                 await asyncio.sleep(max(TICK_SECONDS, next_due - clock()))
         # Requests still in the backlog go out as connections free up; the drain
         # bounds how long that may take.
@@ -335,6 +343,26 @@ async def run_open(
         await _close(conns)
 
 
+class _Uniform(Sequence[float]):
+    """``i / rate`` for ``i`` in ``range(total)``, without a list."""
+
+    def __init__(self, rate: float, total: int) -> None:
+        self._rate = rate
+        self._total = total
+
+    def __len__(self) -> int:
+        return self._total
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[float]: ...
+    def __getitem__(self, index: int | slice) -> float | Sequence[float]:
+        if isinstance(index, slice):
+            return [i / self._rate for i in range(self._total)[index]]
+        return index / self._rate
+
+
 # --- the requests ------------------------------------------------------------------------------
 
 
@@ -342,7 +370,7 @@ class HeartbeatRequests:
     """Pre-encoded heartbeats: request ``i`` is node ``i % len(tokens)``'s, so every node
     beats once per ``len(tokens) / rate`` seconds, in a fixed order."""
 
-    def __init__(self, host: str, port: int, session_tokens: list[str], first: int = 0) -> None:
+    def __init__(self, host: str, port: int, session_tokens: list[str]) -> None:
         self._heads = [
             (
                 f"POST {HEARTBEAT_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n"
@@ -351,7 +379,6 @@ class HeartbeatRequests:
             ).encode()
             for token in session_tokens
         ]
-        self._first = first
         self._millisecond = -1
         self._tail = b""
 
@@ -367,7 +394,11 @@ class HeartbeatRequests:
         return self._tail
 
     def __call__(self, number: int) -> bytes:
-        return self._heads[(self._first + number) % len(self._heads)] + self._body_tail()
+        return self._heads[number % len(self._heads)] + self._body_tail()
+
+    def in_order(self, nodes: Sequence[int]) -> RequestFor:
+        """Request ``i`` is node ``nodes[i]``'s."""
+        return lambda number: self._heads[nodes[number]] + self._body_tail()
 
 
 def healthz_request(host: str, port: int) -> RequestFor:

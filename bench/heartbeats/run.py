@@ -3,8 +3,12 @@
 1. start ``fleet-gateway serve`` (a subprocess, so its CPU is not the generator's);
 2. the handshake sample: some seeded nodes run the real ed25519 handshake over HTTP
    and use the session the gateway minted;
-3. warm-up: one heartbeat per node (closed loop), so every session is resolved and
-   cached and every node has a ``last_seen_at``: what a fleet looks like after a minute;
+3. warm-up: one heartbeat per node, so every session is resolved and cached and every
+   node has a ``last_seen_at``. ``steady`` (open loop) spreads those heartbeats over the
+   debounce window before the measured phase, in an order that leaves the nodes' last
+   writes at different ages, as in a fleet that has been running: had they all been
+   written at once, one later lap would have every node write at once. ``pass`` sends
+   them as fast as possible (closed loop);
 4. the measured heartbeat phase (open loop at a rate, or closed loop as fast as
    possible), with PostgreSQL's counters, /metrics and /proc CPU read on both sides;
 5. the ceiling: the same generator, mode and connections against ``GET /healthz``.
@@ -31,6 +35,7 @@ from bench.heartbeats import loadgen
 from bench.heartbeats.database import BenchDatabase, PgCounters
 from bench.heartbeats.seed import Seeded, SeededNode
 from fleetwire import procedures as p
+from fleetwire.durations import parse_duration
 from gateway import secrets as s
 
 HANDSHAKES_IN_FLIGHT = 16
@@ -197,8 +202,22 @@ async def _profiled(pid: int, out: Path | None, seconds: float) -> AsyncIterator
             await proc.wait()
 
 
+def staggered_warmup(nodes: int, span_seconds: float) -> tuple[list[float], list[int]]:
+    """When each node's warm-up heartbeat is due (ascending) and whose it is.
+
+    Node ``i`` is the ``i``-th to beat in each lap of the measured phase. Its warm-up
+    heartbeat is due at ``span * (1 - f_i)`` before the warm-up ends, where ``f_i`` runs
+    through [0, 1) evenly and independently of ``i`` (golden-ratio steps), so when the
+    measured phase starts the nodes' last writes have ages spread over the span (the
+    debounce window), not one age shared by all."""
+    golden = 0.6180339887498949
+    offsets = [span_seconds * ((i * golden) % 1.0) for i in range(nodes)]
+    order = sorted(range(nodes), key=offsets.__getitem__)
+    return [offsets[i] for i in order], order
+
+
 async def run_benchmark(
-    settings: Settings, seeded: Seeded, db: BenchDatabase, log_path: Path, *, warmup: bool = True
+    settings: Settings, seeded: Seeded, db: BenchDatabase, log_path: Path, *, warmup: str = "pass"
 ) -> Measured:
     tokens = [node.session_token for node in seeded.nodes]
     postmaster = db.postmaster_pid()
@@ -213,7 +232,20 @@ async def run_benchmark(
         handshake_seconds = time.monotonic() - started
         heartbeats = loadgen.HeartbeatRequests(gateway.host, gateway.port, tokens)
         warm = None
-        if warmup:
+        if warmup == "steady" and settings.rate is not None:
+            span = max(parse_duration(settings.last_seen_debounce), len(tokens) / settings.rate)
+            due, order = staggered_warmup(len(tokens), span)
+            warm = await loadgen.run_open(
+                gateway.host,
+                gateway.port,
+                heartbeats.in_order(order),
+                target="heartbeat",
+                connections=settings.connections,
+                rate=len(tokens) / span,
+                duration_seconds=span,
+                due_seconds=due,
+            )
+        elif warmup != "none":
             warm = await loadgen.run_closed(
                 gateway.host,
                 gateway.port,
