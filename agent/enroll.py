@@ -23,8 +23,8 @@ from agent.errors import (
 )
 from agent.identity import Identity
 from agent.prompts import ask_secret
+from agent.refresh import handshake_and_save
 from agent.runtime import Runtime
-from agent.session import handshake
 from agent.state import State, StateStore
 from agent.urlrule import check_server_url
 from fleetwire import messages as m
@@ -107,12 +107,7 @@ async def enroll(store: StateStore, options: EnrollOptions, runtime: Runtime) ->
             )
             runtime.stderr.flush()
             api_key = await ask_secret("API key: ", runtime.stdin, runtime.stderr)
-            try:
-                session = await handshake(client, identity, api_key)
-            except Transient as exc:
-                raise GatewayUnavailable.from_transient(exc) from exc
-        state = attrs.evolve(state, api_key=api_key).with_session(session)
-        store.save(state)
+            state = await handshake_and_save(client, store, state, identity, api_key)
     runtime.stdout.write(
         f"enrolled fleet_node_id={state.fleet_node_id} fingerprint={state.identity_fingerprint} "
         f"state={store.state_path}\n"

@@ -7,17 +7,31 @@ import logging
 import attrs
 
 from agent import logs
-from agent.client import open_gateway_client, ssl_verify
+from agent.client import GatewayClient, open_gateway_client, ssl_verify
 from agent.errors import GatewayUnavailable, Transient
 from agent.identity import Identity
 from agent.prompts import ask_secret
 from agent.runtime import Runtime
 from agent.session import handshake
-from agent.state import StateStore
+from agent.state import State, StateStore
 from agent.urlrule import state_server_url
 from fleetwire.codec import format_timestamp
 
 logger = logging.getLogger(__name__)
+
+
+async def handshake_and_save(
+    client: GatewayClient, store: StateStore, state: State, identity: Identity, api_key: str
+) -> State:
+    """The handshake with ``api_key``, then the key and the new session saved: only a key
+    the gateway accepted is ever written (enroll and refresh)."""
+    try:
+        session = await handshake(client, identity, api_key)
+    except Transient as exc:
+        raise GatewayUnavailable.from_transient(exc) from exc
+    state = attrs.evolve(state, api_key=api_key).with_session(session)
+    store.save(state)
+    return state
 
 
 async def refresh(store: StateStore, runtime: Runtime) -> None:
@@ -33,13 +47,10 @@ async def refresh(store: StateStore, runtime: Runtime) -> None:
         async with open_gateway_client(
             server_url, verify=ssl_verify(state.ca_file), transport=runtime.transport
         ) as client:
-            try:
-                session = await handshake(client, identity, api_key)
-            except Transient as exc:
-                raise GatewayUnavailable.from_transient(exc) from exc
-        # Only a key the gateway accepted is written.
-        state = attrs.evolve(state, api_key=api_key).with_session(session)
-        store.save(state)
+            state = await handshake_and_save(client, store, state, identity, api_key)
         logger.info("session refreshed")
-    runtime.stdout.write(f"refreshed session_expires_at={format_timestamp(session.expires_at)}\n")
+    assert state.session is not None
+    runtime.stdout.write(
+        f"refreshed session_expires_at={format_timestamp(state.session.expires_at)}\n"
+    )
     runtime.stdout.flush()
