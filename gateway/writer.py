@@ -61,6 +61,9 @@ class LastSeenWriter:
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
         self._closing = False
+        # Loop time at which the oldest queued write arrived: its flush is due
+        # flush_interval later, however long the previous UPDATE took.
+        self._oldest_queued_at: float | None = None
 
     # --- the in-process debounce ---------------------------------------------------------
 
@@ -93,12 +96,15 @@ class LastSeenWriter:
         """Queue a write of ``seen_at`` and wait until its flush committed."""
         if self._closing:
             raise Unavailable(SHUTTING_DOWN, retry_after_seconds=1.0)
+        loop = asyncio.get_running_loop()
+        if self._oldest_queued_at is None:
+            self._oldest_queued_at = loop.time()
         entry = self._pending.get(node_id)
         if entry is None:
             entry = self._pending[node_id] = _Entry(seen_at, skew_ms)
         elif seen_at >= entry.seen_at:
             entry.seen_at, entry.skew_ms = seen_at, skew_ms
-        waiter: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[WriteOutcome] = loop.create_future()
         entry.waiters.append(waiter)
         self._wakeup.set()
         if len(self._pending) >= self._max_rows:
@@ -110,8 +116,12 @@ class LastSeenWriter:
         while True:
             await self._wakeup.wait()
             if not self._closing and len(self._pending) < self._max_rows:
+                # A cycle is max(flush interval, UPDATE time), not their sum: writes
+                # queued during the previous UPDATE may already be due.
+                oldest = self._oldest_queued_at
+                due = asyncio.get_running_loop().time() if oldest is None else oldest
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._flush_interval_seconds):
+                    async with asyncio.timeout_at(due + self._flush_interval_seconds):
                         await self._full.wait()
             await self._flush()
             if self._closing and not self._pending:
@@ -138,6 +148,7 @@ class LastSeenWriter:
 
     async def _flush(self) -> None:
         batch, self._pending = self._pending, {}
+        self._oldest_queued_at = None
         self._wakeup.clear()
         self._full.clear()
         items = list(batch.items())
