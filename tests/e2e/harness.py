@@ -43,6 +43,16 @@ def program(name: str) -> str:
     return str(path)
 
 
+def deployed_sample(sample: Path, replacements: Mapping[str, str]) -> str:
+    """A deploy/ sample with only its site-specific literals replaced, each of which must
+    occur exactly once: the tested file and an operator's copy stay the same file."""
+    text = sample.read_text()
+    for literal, value in replacements.items():
+        assert text.count(literal) == 1, f"{literal!r} should occur once in {sample}"
+        text = text.replace(literal, value)
+    return text
+
+
 def free_port() -> int:
     """A port the kernel just handed out on loopback (free until someone else binds it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -31,7 +31,7 @@ from tests.e2e.actors import (
     start_agent,
     wait_online_since,
 )
-from tests.e2e.harness import Harness, Process, clean_env, free_port, wait_until
+from tests.e2e.harness import Harness, Process, clean_env, deployed_sample, free_port, wait_until
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "fleet-gateway.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -56,13 +56,6 @@ http {{
     include {root}/fleet-gateway.conf;
 }}
 """
-
-
-def substitute(text: str, replacements: dict[str, str]) -> str:
-    for literal, value in replacements.items():
-        assert text.count(literal) == 1, f"{literal!r} should occur once in {SAMPLE}"
-        text = text.replace(literal, value)
-    return text
 
 
 @attrs.frozen
@@ -111,8 +104,8 @@ def module_proxied(module_harness: Harness, module_database_url: str) -> Proxied
             harness.secret(line, "TLS private key")
 
     port = free_port()
-    sample = substitute(
-        SAMPLE.read_text(),
+    sample = deployed_sample(
+        SAMPLE,
         {
             "\n    listen 443 ": f"\n    listen 127.0.0.1:{port} ",  # not the comment's
             "127.0.0.1:8081": f"127.0.0.1:{replicas[0].port}",

@@ -27,7 +27,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from tests.e2e.actors import enroll, now, session_token, wait_online_since
 from tests.e2e.conftest import Fleet
-from tests.e2e.harness import Process, clean_env, program, wait_until
+from tests.e2e.harness import Process, clean_env, deployed_sample, program, wait_until
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "supervisord" / "fleetnode.conf"
 SUPERVISORD_MAIN = """\
@@ -51,13 +51,6 @@ serverurl=unix://{socket}
 [include]
 files = {root}/conf.d/*.conf
 """
-
-
-def substitute(text: str, replacements: dict[str, str]) -> str:
-    for literal, value in replacements.items():
-        assert text.count(literal) == 1, f"{literal!r} should occur once in {SAMPLE}"
-        text = text.replace(literal, value)
-    return text
 
 
 @attrs.frozen
@@ -139,8 +132,8 @@ def supervised(shared_fleet: Fleet) -> Iterator[Supervisor]:
     socket_dir = Path(tempfile.mkdtemp(prefix="fleet-sv-"))
     program_log = root / "fleetnode.log"
     harness.logs.append(program_log)
-    sample = substitute(
-        SAMPLE.read_text(),
+    sample = deployed_sample(
+        SAMPLE,
         {
             "/opt/fleetnode/bin/fleetnode": program("fleetnode"),
             "/var/lib/fleetnode": str(state_dir),
