@@ -85,6 +85,15 @@ def _structure_str(value: object, _: type) -> str:
     return value
 
 
+def _structure_bool(value: object, _: type) -> bool:
+    # proto3 JSON: true or false (the strings too, as protobuf's own parsers accept them).
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError("must be true or false")
+
+
 def _structure_bytes(value: object, _: type) -> bytes:
     if not isinstance(value, str) or not _BASE64.fullmatch(value):
         raise ValueError("must be base64")
@@ -236,6 +245,7 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(Int64, _structure_int64)
     converter.register_structure_hook(Int32, _structure_int32)
     converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(bool, _structure_bool)
     converter.register_structure_hook(bytes, _structure_bytes)
     converter.register_structure_hook(datetime.datetime, _structure_timestamp)
     converter.register_structure_hook_func(

@@ -1,4 +1,4 @@
-"""Durations as operators write them: ``500ms``, ``30s``, ``5m``, ``24h``, ``1h30m``, ``0``.
+"""Durations as operators write them: ``500ms``, ``30s``, ``5m``, ``24h``, ``1h30m``, ``7d``, ``0``.
 
 Shared by the three programs' command lines so they accept the same spellings.
 """
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(text: str) -> float:
@@ -25,7 +25,8 @@ def parse_duration(text: str) -> float:
         position = match.end()
     if position == 0 or position != len(spelled):
         raise ValueError(
-            f"invalid duration {text!r}: use a number with a unit, e.g. 500ms, 30s, 5m, 24h, 1h30m"
+            f"invalid duration {text!r}: use a number with a unit, "
+            "e.g. 500ms, 30s, 5m, 24h, 1h30m, 7d"
         )
     return total
 

@@ -56,6 +56,22 @@ CONFIRM_FLEET_NODE = Procedure(
     ADMIN_SERVICE, "ConfirmFleetNode", m.ConfirmFleetNodeRequest, m.ConfirmFleetNodeResponse
 )
 REVOKE_FLEET_NODE = Procedure(ADMIN_SERVICE, "RevokeFleetNode", m.RevokeFleetNodeRequest, m.Empty)
+LIST_ENROLLMENT_CODES = Procedure(
+    ADMIN_SERVICE,
+    "ListEnrollmentCodes",
+    m.ListEnrollmentCodesRequest,
+    m.ListEnrollmentCodesResponse,
+)
+REVOKE_ENROLLMENT_CODE = Procedure(
+    ADMIN_SERVICE, "RevokeEnrollmentCode", m.RevokeEnrollmentCodeRequest, m.Empty
+)
+LIST_FLEET_NODE_EVENTS = Procedure(
+    ADMIN_SERVICE,
+    "ListFleetNodeEvents",
+    m.ListFleetNodeEventsRequest,
+    m.ListFleetNodeEventsResponse,
+)
+GET_FLEET_SUMMARY = Procedure(ADMIN_SERVICE, "GetFleetSummary", m.Empty, m.GetFleetSummaryResponse)
 
 ALL: tuple[Procedure[object, object], ...] = (
     REGISTER,
@@ -68,4 +84,8 @@ ALL: tuple[Procedure[object, object], ...] = (
     LIST_FLEET_NODES,
     CONFIRM_FLEET_NODE,
     REVOKE_FLEET_NODE,
+    LIST_ENROLLMENT_CODES,
+    REVOKE_ENROLLMENT_CODE,
+    LIST_FLEET_NODE_EVENTS,
+    GET_FLEET_SUMMARY,
 )  # type: ignore[assignment]

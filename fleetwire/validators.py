@@ -7,6 +7,7 @@ bad request into an ``invalid_argument`` message such as
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sized
 from typing import Any
 
@@ -58,3 +59,27 @@ def int_range(minimum: int, maximum: int, *, optional: bool = False) -> Validato
 def required(_instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         raise FieldError(attribute.name, "is required")
+
+
+def printable_text(maximum: int) -> Validator:
+    """At most ``maximum`` characters, none of them a control character (C0/C1: they break
+    an operator's table, and PostgreSQL text cannot hold NUL) or a lone surrogate (not
+    UTF-8: JSON can spell one as ``\\ud800``)."""
+
+    def check(_instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+        if len(value) > maximum:
+            raise FieldError(attribute.name, f"must be at most {maximum} characters")
+        if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+            raise FieldError(attribute.name, "must be printable UTF-8 text")
+
+    return check
+
+
+def optional_exact_bytes(size: int) -> Validator:
+    """Empty (absent) or exactly ``size`` bytes."""
+
+    def check(_instance: Any, attribute: attrs.Attribute[Any], value: bytes) -> None:
+        if value and len(value) != size:
+            raise FieldError(attribute.name, f"must be exactly {size} bytes when given")
+
+    return check

@@ -100,6 +100,10 @@ RPCS: tuple[Rpc, ...] = (
     Rpc(p.LIST_FLEET_NODES, AuthKind.ADMIN, _list_nodes),
     Rpc(p.CONFIRM_FLEET_NODE, AuthKind.ADMIN, _confirm),
     Rpc(p.REVOKE_FLEET_NODE, AuthKind.ADMIN, _revoke),
+    Rpc(p.LIST_ENROLLMENT_CODES, AuthKind.ADMIN, None),
+    Rpc(p.REVOKE_ENROLLMENT_CODE, AuthKind.ADMIN, None),
+    Rpc(p.LIST_FLEET_NODE_EVENTS, AuthKind.ADMIN, None),
+    Rpc(p.GET_FLEET_SUMMARY, AuthKind.ADMIN, None),
 )
 
 

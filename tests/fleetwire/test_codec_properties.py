@@ -44,9 +44,14 @@ REASONS = (
     r"has the wrong type",
     r"is required",
     r"must be (exactly )?[0-9.]+ (characters|bytes)",
-    r"must be between -?[0-9]+ and [0-9]+",
+    r"must be between -?[0-9]+ and [0-9]+( \(up to [0-9]+ for a pre-approved code\))?",
+    r"must be true or false",
+    r"must be at most [0-9]+ characters",
+    r"must be printable UTF-8 text",
+    r"must be exactly [0-9]+ bytes when given",
+    r"more than 1 needs preApproved",
 )
-FIELD = r"[A-Za-z][A-Za-z0-9]*"
+FIELD = r"[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)*"
 DECODE_MESSAGE = re.compile(
     rf"request body is not valid JSON|request body (must be a JSON object|has the wrong type)"
     rf"|{FIELD}: ({'|'.join(REASONS)})"

@@ -17,10 +17,12 @@ from fleetwire.durations import format_duration, parse_duration
         ("24h", 86400.0),
         ("1h30m", 5400.0),
         ("1.5s", 1.5),
+        ("7d", 7 * 86400.0),
+        ("1d12h", 1.5 * 86400.0),
     ],
 )
 def test_accepted_spellings(text: str, seconds: float) -> None:
-    """Units ms, s, m, h combine; a bare 0 is allowed."""
+    """Units ms, s, m, h, d combine; a bare 0 is allowed."""
     assert parse_duration(text) == pytest.approx(seconds)
 
 

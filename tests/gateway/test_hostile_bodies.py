@@ -51,6 +51,11 @@ ALLOWED: dict[Procedure[Any, Any], set[str]] = {
     p.LIST_FLEET_NODES: {"ok", "invalid_argument"},
     p.CONFIRM_FLEET_NODE: {"not_found", "invalid_argument"},
     p.REVOKE_FLEET_NODE: {"not_found", "invalid_argument"},
+    # Declared in fleetwire, served by the gateway once their issues land.
+    p.LIST_ENROLLMENT_CODES: {"unimplemented"},
+    p.REVOKE_ENROLLMENT_CODE: {"unimplemented"},
+    p.LIST_FLEET_NODE_EVENTS: {"unimplemented"},
+    p.GET_FLEET_SUMMARY: {"unimplemented"},
 }
 NODE_PROCEDURES = {p.UPLOAD_HEARTBEAT, p.UPLOAD_TELEMETRY, p.UPLOAD_EVENTS}
 ADMIN_PROCEDURES = {
@@ -58,6 +63,10 @@ ADMIN_PROCEDURES = {
     p.LIST_FLEET_NODES,
     p.CONFIRM_FLEET_NODE,
     p.REVOKE_FLEET_NODE,
+    p.LIST_ENROLLMENT_CODES,
+    p.REVOKE_ENROLLMENT_CODE,
+    p.LIST_FLEET_NODE_EVENTS,
+    p.GET_FLEET_SUMMARY,
 }
 PROCEDURES = st.sampled_from(p.ALL)
 
