@@ -23,6 +23,11 @@ class Metrics:
     session_cache: Counter  # labels: result (hit|miss)
     rate_limited: Counter  # labels: limit (auth|heartbeat)
     db_pool_in_use: Gauge
+    fleet_nodes: Gauge  # labels: org, connectivity (online|offline|never_seen|stopped)
+    listener_up: Gauge
+    ready: Gauge
+    background_task_failures: Counter  # labels: task
+    gc_pause: Histogram
 
 
 def new_metrics() -> Metrics:
@@ -80,5 +85,34 @@ def new_metrics() -> Metrics:
         ),
         db_pool_in_use=Gauge(
             "fleet_gateway_db_pool_in_use", "Database connections in use", registry=registry
+        ),
+        fleet_nodes=Gauge(
+            "fleet_nodes",
+            "Confirmed, listed nodes by organization and connectivity "
+            "(refreshed every 15 s by each replica from one query)",
+            ["org", "connectivity"],
+            registry=registry,
+        ),
+        listener_up=Gauge(
+            "fleet_gateway_listener_up",
+            "1 while the LISTEN connection has proved alive within the last second, else 0",
+            registry=registry,
+        ),
+        ready=Gauge(
+            "fleet_gateway_ready",
+            "1 while /readyz answers 200 (database answers, every background task alive)",
+            registry=registry,
+        ),
+        background_task_failures=Counter(
+            "fleet_gateway_background_task_failures",
+            "Background tasks that died unexpectedly, by task",
+            ["task"],
+            registry=registry,
+        ),
+        gc_pause=Histogram(
+            "fleet_gateway_gc_pause_seconds",
+            "Pauses of Python's garbage collector (the event loop stands still meanwhile)",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=registry,
         ),
     )

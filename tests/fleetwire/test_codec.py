@@ -12,6 +12,7 @@ from fleetwire import messages as m
 
 KEY = bytes(range(32))
 TOKEN = "t" * 43
+HEARTBEAT = m.UploadHeartbeatRequest
 
 
 def register_body(**fields: object) -> dict[str, object]:
@@ -173,3 +174,53 @@ def test_malformed_bodies_are_decode_errors(body: bytes) -> None:
 def test_empty_body_is_the_empty_message() -> None:
     """An empty body decodes as a message with every field at its default."""
     assert codec.decode(b"", m.Empty) == m.Empty()
+
+
+@pytest.mark.parametrize(("value", "expected"), [(True, True), (False, False), ("true", True)])
+def test_bools_are_json_booleans(value: object, expected: bool) -> None:
+    """A bool field takes true or false (or their strings, as protobuf's parsers do)."""
+    request = codec.structure({"sentAt": "2026-11-30T12:00:00Z", "stopping": value}, HEARTBEAT)
+    assert request.stopping is expected
+
+
+@pytest.mark.parametrize("value", ["false ", "yes", 1, [1], {}])
+def test_anything_else_is_not_a_bool(value: object) -> None:
+    """Before: cattrs' bool() turned the string "false" and a list into True."""
+    with pytest.raises(codec.DecodeError, match="^stopping: must be true or false$"):
+        codec.structure({"sentAt": "2026-11-30T12:00:00Z", "stopping": value}, HEARTBEAT)
+
+
+def test_false_string_is_false() -> None:
+    """The string "false" is False, never True."""
+    body = {"sentAt": "2026-11-30T12:00:00Z", "stopping": "false"}
+    assert codec.structure(body, HEARTBEAT).stopping is False
+
+
+def test_create_code_rules_depend_on_pre_approval() -> None:
+    """More than one use, or a TTL past a day, needs a pre-approved code (SPEC 2.2)."""
+    create = m.CreateEnrollmentCodeRequest
+    assert codec.structure({"preApproved": True, "maxUses": 20, "ttlSeconds": 2592000}, create)
+    with pytest.raises(codec.DecodeError, match="^maxUses: more than 1 needs preApproved$"):
+        codec.structure({"maxUses": 2}, create)
+    with pytest.raises(codec.DecodeError, match="^ttlSeconds: must be between 60 and 86400"):
+        codec.structure({"ttlSeconds": 86401}, create)
+    with pytest.raises(codec.DecodeError, match="^ttlSeconds: must be between 60 and 2592000"):
+        codec.structure({"preApproved": True, "ttlSeconds": 2592001}, create)
+    with pytest.raises(codec.DecodeError, match="^maxUses: must be between 1 and 100000$"):
+        codec.structure({"preApproved": True, "maxUses": 100001}, create)
+
+
+@pytest.mark.parametrize(
+    ("facts", "message"),
+    [
+        ({"os": "x" * 256}, "facts.os: must be at most 255 characters"),
+        ({"bootId": "\ud800"}, "facts.bootId: must be printable UTF-8 text"),
+        ({"hostname": "a\x00b"}, "facts.hostname: must be printable UTF-8 text"),
+    ],
+)
+def test_bad_facts_are_named(facts: dict[str, str], message: str) -> None:
+    """Over-long or non-UTF-8 facts are refused, naming the nested field (SPEC 4.11)."""
+    body = {"sentAt": "2026-11-30T12:00:00Z", "facts": facts}
+    with pytest.raises(codec.DecodeError, match=f"^{message}$"):
+        codec.structure(body, HEARTBEAT)
+
