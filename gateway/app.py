@@ -1,8 +1,8 @@
-"""The gateway's aiohttp application: routes, health endpoints, and the runtime's lifetime.
+"""The gateway's aiohttp application: routes, health endpoints, and the services' lifetime.
 
-``create_app`` does no I/O: the runtime (pool, writer, listener, sweeper) is
-opened by a cleanup context when the app starts and closed, after in-flight
-requests drained, when it stops.
+``create_app`` does no I/O: the services (pool, writer, listener, sweeper) are opened by a
+cleanup context when the app starts and closed, after in-flight requests drained, when it
+stops. Every path that is not a health endpoint is a Connect procedure (or an unknown one).
 """
 
 from __future__ import annotations
@@ -18,19 +18,20 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fleetwire import messages as m
-from fleetwire import procedures as p
-from gateway import runtime
+from gateway import services
 from gateway.config import Config
-from gateway.connect import AuthKind, Context, Limit, Rpc, handle_unary, handle_unknown
+from gateway.connect import ConnectEndpoint
 from gateway.metrics import Metrics, new_metrics
 from gateway.ratelimit import Clock, new_rate_limits
+from gateway.rpcs import rpc_table
 
-OpenRuntime = Callable[[Config, Metrics], contextlib.AbstractAsyncContextManager[runtime.Runtime]]
+OpenServices = Callable[
+    [Config, Metrics], contextlib.AbstractAsyncContextManager[services.Services]
+]
 
 METRICS_KEY = web.AppKey("metrics", Metrics)
-RUNTIME_KEY = web.AppKey("runtime", runtime.Runtime)
-CONTEXT_KEY = web.AppKey("context", Context)
+SERVICES_KEY = web.AppKey("services", services.Services)
+CONNECT_KEY = web.AppKey("connect", ConnectEndpoint)
 
 # How long a load balancer should wait before asking /readyz again.
 NOT_READY_RETRY_AFTER_SECONDS = 5
@@ -51,79 +52,16 @@ class ProtocolErrorLog(logging.LoggerAdapter[logging.Logger]):
         super().log(level, msg, *args, **kwargs)
 
 
-async def _register(rt: runtime.Runtime, _: Any, req: m.RegisterRequest) -> m.RegisterResponse:
-    return await rt.enrollment.register(req)
-
-
-async def _begin(
-    rt: runtime.Runtime, _: Any, req: m.BeginAuthHandshakeRequest
-) -> m.BeginAuthHandshakeResponse:
-    return await rt.auth.begin(req)
-
-
-async def _complete(
-    rt: runtime.Runtime, _: Any, req: m.CompleteAuthHandshakeRequest
-) -> m.CompleteAuthHandshakeResponse:
-    return await rt.auth.complete(req)
-
-
-async def _heartbeat(
-    rt: runtime.Runtime, principal: Any, req: m.UploadHeartbeatRequest
-) -> m.UploadHeartbeatResponse:
-    return await rt.heartbeats.record(principal, req)
-
-
-async def _create_code(rt: runtime.Runtime, principal: Any, req: Any) -> Any:
-    return await rt.admin.create_code(principal, req)
-
-
-async def _list_nodes(rt: runtime.Runtime, principal: Any, req: Any) -> Any:
-    return await rt.admin.list_nodes(principal, req)
-
-
-async def _confirm(rt: runtime.Runtime, principal: Any, req: Any) -> Any:
-    return await rt.admin.confirm(principal, req)
-
-
-async def _revoke(rt: runtime.Runtime, principal: Any, req: Any) -> Any:
-    return await rt.admin.revoke(principal, req)
-
-
-RPCS: tuple[Rpc, ...] = (
-    Rpc(p.REGISTER, AuthKind.NONE, _register, Limit.AUTH),
-    Rpc(p.BEGIN_AUTH_HANDSHAKE, AuthKind.NONE, _begin, Limit.AUTH),
-    Rpc(p.COMPLETE_AUTH_HANDSHAKE, AuthKind.NONE, _complete, Limit.AUTH),
-    Rpc(p.UPLOAD_HEARTBEAT, AuthKind.NODE, _heartbeat, Limit.HEARTBEAT),
-    Rpc(p.UPLOAD_TELEMETRY, AuthKind.NODE, None),
-    Rpc(p.UPLOAD_EVENTS, AuthKind.NODE, None),
-    Rpc(p.CREATE_ENROLLMENT_CODE, AuthKind.ADMIN, _create_code),
-    Rpc(p.LIST_FLEET_NODES, AuthKind.ADMIN, _list_nodes),
-    Rpc(p.CONFIRM_FLEET_NODE, AuthKind.ADMIN, _confirm),
-    Rpc(p.REVOKE_FLEET_NODE, AuthKind.ADMIN, _revoke),
-    Rpc(p.LIST_ENROLLMENT_CODES, AuthKind.ADMIN, None),
-    Rpc(p.REVOKE_ENROLLMENT_CODE, AuthKind.ADMIN, None),
-    Rpc(p.LIST_FLEET_NODE_EVENTS, AuthKind.ADMIN, None),
-    Rpc(p.GET_FLEET_SUMMARY, AuthKind.ADMIN, None),
-)
-
-
-def _rpc_handler(rpc: Rpc) -> Callable[[web.Request], Any]:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return await handle_unary(request, rpc, request.app[CONTEXT_KEY])
-
-    return handle
-
-
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if await request.app[RUNTIME_KEY].check_ready():
+    if await request.app[SERVICES_KEY].readiness.check():
         return web.Response(text="ready\n")
     return web.Response(
         status=503,
-        text="database unavailable\n",
+        text="not ready\n",
         headers={"Retry-After": str(NOT_READY_RETRY_AFTER_SECONDS)},
     )
 
@@ -133,13 +71,17 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def connect_call(request: web.Request) -> web.StreamResponse:
+    return await request.app[CONNECT_KEY].handle(request)
+
+
 def create_app(
     config: Config,
     *,
-    open_runtime: OpenRuntime = runtime.open_runtime,
+    open_services: OpenServices = services.open_services,
     clock: Clock = time.monotonic,
 ) -> web.Application:
-    """The gateway app; ``open_runtime`` and ``clock`` are seams for tests."""
+    """The gateway app; ``open_services`` and ``clock`` (the rate limits') are test seams."""
     # The adapter reads bodies itself (to cap gzip), and logs each call with the
     # client address resolved behind trusted proxies, so aiohttp does neither.
     app = web.Application(
@@ -158,19 +100,21 @@ def create_app(
         clock=clock,
     )
 
-    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_runtime(config, metrics) as rt:
-            app[RUNTIME_KEY] = rt
-            app[CONTEXT_KEY] = Context(
-                runtime=rt, metrics=metrics, limits=limits, trusted_proxies=config.trusted_proxies
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_services(config, metrics) as opened:
+            app[SERVICES_KEY] = opened
+            app[CONNECT_KEY] = ConnectEndpoint(
+                rpcs={rpc.procedure.path: rpc for rpc in rpc_table(opened)},
+                authenticator=opened.auth,
+                limits=limits,
+                metrics=metrics,
+                trusted_proxies=config.trusted_proxies,
             )
             yield
 
-    app.cleanup_ctx.append(runtime_ctx)
+    app.cleanup_ctx.append(services_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", prometheus_metrics)
-    for rpc in RPCS:
-        app.router.add_route("*", rpc.procedure.path, _rpc_handler(rpc))
-    app.router.add_route("*", "/{tail:.*}", handle_unknown)
+    app.router.add_route("*", "/{tail:.*}", connect_call)
     return app

@@ -212,14 +212,24 @@ def require_database_url(config: Config) -> None:
 
 
 @attrs.frozen
+class Invocation:
+    """What a command runs with: its arguments, the configuration, and the environment
+    (read by ``__main__`` alone and handed in, e.g. for the demo's child processes)."""
+
+    args: argparse.Namespace
+    config: Config
+    env: Mapping[str, str]
+
+
+@attrs.frozen
 class Command:
     """A ``fleet-gateway`` subcommand. ``run`` is awaited on the loop ``__main__``
-    starts; it returns the exit code. Other modules (dev, demo) define their own
-    ``Command`` and ``__main__`` lists it."""
+    starts; it returns the exit code. The production commands (``gateway.commands``)
+    and the development ones (``gateway.dev.commands``) each define theirs."""
 
     name: str
     help: str
-    run: Callable[[argparse.Namespace, Config], Coroutine[Any, Any, int]]
+    run: Callable[[Invocation], Coroutine[Any, Any, int]]
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda _parser: None
     needs_database: bool = True
 

@@ -11,27 +11,25 @@ becomes ``internal`` with a generic message, logged once with its traceback.
 from __future__ import annotations
 
 import asyncio
-import enum
 import gzip
 import logging
 import math
 import time
 import zlib
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import attrs
 from aiohttp import web
 
 from fleetwire import codec
 from fleetwire.codes import Code, ConnectError
-from fleetwire.procedures import Procedure
 from gateway import errors
 from gateway.client_address import ClientAddress, Network, client_address
 from gateway.metrics import Metrics
 from gateway.principals import AdminPrincipal, NodePrincipal
 from gateway.ratelimit import RateLimits
-from gateway.runtime import Runtime
+from gateway.rpcs import AuthKind, Limit, Principal, Rpc
 
 logger = logging.getLogger(__name__)
 
@@ -44,43 +42,12 @@ COMPRESS_MIN_BYTES = 1024
 JSON = "application/json"
 
 
-class AuthKind(enum.Enum):
-    NONE = "none"
-    NODE = "node"  # bearer session token
-    ADMIN = "admin"  # bearer admin token
+class Authenticator(Protocol):
+    """How the adapter learns who calls (``gateway.auth.Auth`` is one)."""
 
+    async def resolve_session(self, token: str) -> NodePrincipal: ...
 
-class Limit(enum.Enum):
-    AUTH = "auth"  # per client address
-    HEARTBEAT = "heartbeat"  # per node
-
-
-Principal = NodePrincipal | AdminPrincipal | None
-Call = Callable[[Runtime, Any, Any], Awaitable[Any]]
-
-
-@attrs.frozen
-class Rpc:
-    """How one procedure is served: who may call it, its rate limit, the service call."""
-
-    procedure: Procedure[Any, Any]
-    auth: AuthKind
-    call: Call | None  # None: unimplemented (answered after authentication)
-    limit: Limit | None = None
-
-    @property
-    def name(self) -> str:
-        return self.procedure.path.lstrip("/")
-
-
-@attrs.frozen
-class Context:
-    """What the adapter needs from its app; built once the runtime is open."""
-
-    runtime: Runtime
-    metrics: Metrics
-    limits: RateLimits
-    trusted_proxies: tuple[Network, ...]
+    async def resolve_admin_token(self, token: str) -> AdminPrincipal: ...
 
 
 _CODES: tuple[tuple[type[errors.DomainError], Code], ...] = (
@@ -202,31 +169,6 @@ def _bearer_token(request: web.BaseRequest) -> str:
     return token
 
 
-async def _authenticate(request: web.BaseRequest, rpc: Rpc, ctx: Context) -> Principal:
-    if rpc.auth is AuthKind.NONE:
-        return None
-    try:
-        token = _bearer_token(request)
-    except errors.Unauthenticated:
-        ctx.metrics.auth_failures.labels(reason="authorization_header").inc()
-        raise
-    if rpc.auth is AuthKind.NODE:
-        return await ctx.runtime.auth.resolve_session(token)
-    return await ctx.runtime.admin.resolve_token(token)
-
-
-def _check_limit(rpc: Rpc, client: ClientAddress, principal: Principal, ctx: Context) -> None:
-    if rpc.limit is Limit.AUTH:
-        wait = ctx.limits.auth.take(client.address)
-    elif rpc.limit is Limit.HEARTBEAT and isinstance(principal, NodePrincipal):
-        wait = ctx.limits.heartbeat.take(principal.fleet_node_id)
-    else:
-        return
-    if wait is not None:
-        ctx.metrics.rate_limited.labels(limit=rpc.limit.value).inc()
-        raise errors.RateLimited("rate limit exceeded, retry later", retry_after_seconds=wait)
-
-
 def _timeout_seconds(request: web.BaseRequest) -> tuple[float | None, str | None]:
     """The Connect-Timeout-Ms deadline, or a problem to report at validation."""
     version = request.headers.get("Connect-Protocol-Version")
@@ -239,29 +181,6 @@ def _timeout_seconds(request: web.BaseRequest) -> tuple[float | None, str | None
     if not (text.isascii() and text.isdigit() and 0 < len(text) <= 10 and int(text) > 0):
         return None, "Connect-Timeout-Ms must be a positive integer of at most 10 digits"
     return int(text) / 1000, None
-
-
-async def _serve(
-    request: web.BaseRequest,
-    rpc: Rpc,
-    ctx: Context,
-    client: ClientAddress,
-    header_problem: str | None,
-) -> Any:
-    try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
-            body = await _read_body(request)
-    except TimeoutError:
-        raise ConnectError(Code.DEADLINE_EXCEEDED, "request body not received in time") from None
-    principal = await _authenticate(request, rpc, ctx)
-    if rpc.call is None:
-        raise errors.Unimplemented(f"{rpc.procedure.method} is not implemented")
-    _check_limit(rpc, client, principal, ctx)
-    problem = header_problem or body.problem
-    if problem:
-        raise errors.InvalidArgument(problem)
-    message = codec.decode(body.data, rpc.procedure.request_type)
-    return await rpc.call(ctx.runtime, principal, message)
 
 
 def _accepts_gzip(header: str | None) -> bool:
@@ -288,51 +207,111 @@ def success_response(request: web.BaseRequest, message: Any) -> web.Response:
     return web.Response(status=200, body=body, content_type=JSON, headers=headers)
 
 
-async def handle_unary(request: web.BaseRequest, rpc: Rpc, ctx: Context) -> web.StreamResponse:
-    """Answer one Connect unary call."""
-    if request.method != "POST":
-        return web.Response(status=405, text="use POST\n", headers={"Allow": "POST"})
-    if not _is_json(request):
-        return web.Response(
-            status=415, text=f"use Content-Type: {JSON}\n", headers={"Accept-Post": JSON}
-        )
-    started = time.perf_counter()
-    client = client_address(request, ctx.trusted_proxies)
-    timeout, header_problem = _timeout_seconds(request)
-    deadline = asyncio.timeout(timeout)
-    try:
-        try:
-            async with deadline:
-                message = await _serve(request, rpc, ctx, client, header_problem)
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            raise ConnectError(Code.DEADLINE_EXCEEDED, "deadline exceeded") from None
-        response = success_response(request, message)
-        code = "ok"
-    except Exception as exc:  # noqa: BLE001 - the boundary: everything becomes a Connect error
-        error = connect_error_for(exc, rpc.name)
-        response = error_response(error)
-        code = error.code.value
-    elapsed = time.perf_counter() - started
-    ctx.metrics.requests.labels(procedure=rpc.name, code=code).inc()
-    ctx.metrics.request_latency.labels(procedure=rpc.name).observe(elapsed)
-    # A healthy fleet's heartbeats would drown everything else at info.
-    quiet = code == "ok" and rpc.limit is Limit.HEARTBEAT
-    logger.log(
-        logging.DEBUG if quiet else logging.INFO,
-        "rpc",
-        extra={
-            "procedure": rpc.name,
-            "code": code,
-            "client": client.address,
-            "duration_ms": round(elapsed * 1000, 1),
-        },
-    )
-    return response
-
-
-async def handle_unknown(request: web.BaseRequest) -> web.StreamResponse:
+def unknown_procedure() -> web.Response:
     """Any path that is not a procedure: HTTP 404 with code ``unimplemented`` (Connect's
     own mapping of 404), not 501, so a client can tell a wrong path from a stub."""
     return error_response(ConnectError(Code.UNIMPLEMENTED, "unknown procedure"), status=404)
+
+
+@attrs.frozen
+class ConnectEndpoint:
+    """Every procedure of the gateway behind one handler (built once the services run)."""
+
+    rpcs: Mapping[str, Rpc[Any, Any]]  # by path
+    authenticator: Authenticator
+    limits: RateLimits
+    metrics: Metrics
+    trusted_proxies: tuple[Network, ...]
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Answer one Connect unary call (or 404 for an unknown path)."""
+        rpc = self.rpcs.get(request.path)
+        if rpc is None:
+            return unknown_procedure()
+        if request.method != "POST":
+            return web.Response(status=405, text="use POST\n", headers={"Allow": "POST"})
+        if not _is_json(request):
+            return web.Response(
+                status=415, text=f"use Content-Type: {JSON}\n", headers={"Accept-Post": JSON}
+            )
+        started = time.perf_counter()
+        client = client_address(request, self.trusted_proxies)
+        timeout, header_problem = _timeout_seconds(request)
+        deadline = asyncio.timeout(timeout)
+        try:
+            try:
+                async with deadline:
+                    message = await self._serve(request, rpc, client, header_problem)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                raise ConnectError(Code.DEADLINE_EXCEEDED, "deadline exceeded") from None
+            response = success_response(request, message)
+            code = "ok"
+        except Exception as exc:  # noqa: BLE001 - the boundary: everything becomes a Connect error
+            error = connect_error_for(exc, rpc.name)
+            response = error_response(error)
+            code = error.code.value
+        elapsed = time.perf_counter() - started
+        self.metrics.requests.labels(procedure=rpc.name, code=code).inc()
+        self.metrics.request_latency.labels(procedure=rpc.name).observe(elapsed)
+        # A healthy fleet's heartbeats would drown everything else at info.
+        quiet = code == "ok" and rpc.limit is Limit.HEARTBEAT
+        logger.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "rpc",
+            extra={
+                "procedure": rpc.name,
+                "code": code,
+                "client": client.address,
+                "duration_ms": round(elapsed * 1000, 1),
+            },
+        )
+        return response
+
+    async def _serve(
+        self,
+        request: web.BaseRequest,
+        rpc: Rpc[Any, Any],
+        client: ClientAddress,
+        header_problem: str | None,
+    ) -> object:
+        try:
+            async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+                body = await _read_body(request)
+        except TimeoutError:
+            raise ConnectError(
+                Code.DEADLINE_EXCEEDED, "request body not received in time"
+            ) from None
+        principal = await self._authenticate(request, rpc)
+        if rpc.invoke is None:
+            raise errors.Unimplemented(f"{rpc.procedure.method} is not implemented")
+        self._check_limit(rpc, client, principal)
+        problem = header_problem or body.problem
+        if problem:
+            raise errors.InvalidArgument(problem)
+        message = codec.decode(body.data, rpc.procedure.request_type)
+        return await rpc.invoke(principal, message)
+
+    async def _authenticate(self, request: web.BaseRequest, rpc: Rpc[Any, Any]) -> Principal:
+        if rpc.auth is AuthKind.NONE:
+            return None
+        try:
+            token = _bearer_token(request)
+        except errors.Unauthenticated:
+            self.metrics.auth_failures.labels(reason="authorization_header").inc()
+            raise
+        if rpc.auth is AuthKind.NODE:
+            return await self.authenticator.resolve_session(token)
+        return await self.authenticator.resolve_admin_token(token)
+
+    def _check_limit(self, rpc: Rpc[Any, Any], client: ClientAddress, principal: Principal) -> None:
+        if rpc.limit is Limit.AUTH:
+            wait = self.limits.auth.take(client.address)
+        elif rpc.limit is Limit.HEARTBEAT and isinstance(principal, NodePrincipal):
+            wait = self.limits.heartbeat.take(principal.fleet_node_id)
+        else:
+            return
+        if wait is not None:
+            self.metrics.rate_limited.labels(limit=rpc.limit.value).inc()
+            raise errors.RateLimited("rate limit exceeded, retry later", retry_after_seconds=wait)

@@ -15,11 +15,12 @@ import unicodedata
 import attrs
 
 from fleetwire import messages as m
+from fleetwire.identity import fingerprint
 from gateway import secrets as s
 from gateway.clock import Clock
-from gateway.db import Database, NameOrKeyInUse
-from gateway.errors import FailedPrecondition, InvalidArgument, Unauthenticated
+from gateway.errors import FailedPrecondition, InvalidArgument, NameOrKeyInUse, Unauthenticated
 from gateway.metrics import Metrics
+from gateway.store.enrollment import EnrollmentStore
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,8 @@ def printable_name(name: str) -> bool:
 
 
 class Enrollment:
-    def __init__(self, db: Database, metrics: Metrics, clock: Clock) -> None:
-        self._db = db
+    def __init__(self, store: EnrollmentStore, metrics: Metrics, clock: Clock) -> None:
+        self._store = store
         self._metrics = metrics
         self._clock = clock
 
@@ -51,7 +52,7 @@ class Enrollment:
         code = s.new_enrollment_code()
         now = self._clock()
         expires_at = now + datetime.timedelta(seconds=ttl_seconds)
-        enrollment_id = await self._db.insert_enrollment_code(
+        enrollment_id = await self._store.insert_code(
             org_id, token_id, s.digest(code), now, expires_at
         )
         logger.info("enrollment code created pending_enrollment_id=%s", enrollment_id)
@@ -62,14 +63,14 @@ class Enrollment:
             raise InvalidArgument(BAD_NAME)
         if not s.looks_like_enrollment_code(req.enrollment_token):
             raise self._invalid_code()
-        fingerprint = s.fingerprint(req.identity_pubkey)
+        key_fingerprint = fingerprint(req.identity_pubkey)
         try:
-            node_id = await self._db.register_node(
+            node_id = await self._store.register_node(
                 s.digest(req.enrollment_token),
                 self._clock(),
                 req.name,
                 req.identity_pubkey,
-                fingerprint,
+                key_fingerprint,
             )
         except NameOrKeyInUse:
             raise FailedPrecondition(IN_USE) from None
@@ -79,7 +80,7 @@ class Enrollment:
         return m.RegisterResponse(
             fleet_node_id=m.Int64(node_id),
             enrollment_status=m.EnrollmentStatus.ENROLLMENT_STATUS_PENDING,
-            identity_fingerprint=fingerprint,
+            identity_fingerprint=key_fingerprint,
         )
 
     def _invalid_code(self) -> Unauthenticated:

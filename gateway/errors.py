@@ -2,7 +2,7 @@
 
 Services raise these; the Connect adapter maps each class to one Connect code in
 one place (``gateway.connect``). psycopg2 errors are mapped to these in
-``gateway.db`` and never escape it. Messages are shown to the caller verbatim, so
+``gateway.store.pool`` and never escape it. Messages are shown to the caller verbatim, so
 they must never hold a secret, SQL or exception text.
 
     DomainError
@@ -14,6 +14,11 @@ they must never hold a secret, SQL or exception text.
     ├── RateLimited           -> resource_exhausted (+ Retry-After)
     ├── Unimplemented         -> unimplemented
     └── Unavailable           -> unavailable (+ Retry-After): the database is unreachable
+
+Raised by the store (``gateway.store``) for its callers, never shown as such:
+
+    DatabaseFault             an unexpected database error -> ``internal``, no details
+    NameOrKeyInUse            Register hit the unique index of a live node's key or name
 """
 
 from __future__ import annotations
@@ -56,3 +61,11 @@ class Unimplemented(DomainError):
 
 class Unavailable(DomainError):
     pass
+
+
+class DatabaseFault(RuntimeError):
+    """An unexpected database error; the boundary answers ``internal`` without details."""
+
+
+class NameOrKeyInUse(Exception):
+    """Register hit the unique index of a live node's key or name."""

@@ -23,7 +23,6 @@ _API_KEY = re.compile(r"fleet_[0-9a-f]{8}_" + _B64URL_43)
 _ADMIN_TOKEN = re.compile(r"fleetadm_[0-9a-f]{8}_" + _B64URL_43)
 
 CHALLENGE_BYTES = 32
-SIGNATURE_CONTEXT = b"fleetnode-auth-v1\x00"
 
 
 def _random_b64url() -> str:
@@ -75,13 +74,3 @@ def digest(secret: str | bytes) -> bytes:
 def same(a: bytes, b: bytes) -> bool:
     """Constant-time equality, for every comparison of secret material in Python."""
     return hmac.compare_digest(a, b)
-
-
-def fingerprint(identity_pubkey: bytes) -> str:
-    """Lowercase hex of the first 8 bytes of SHA-256 of the raw public key (SPEC 3.2)."""
-    return hashlib.sha256(identity_pubkey).digest()[:8].hex()
-
-
-def signed_message(challenge: bytes) -> bytes:
-    """What the node signs: domain separation so the key signs nothing else in this form."""
-    return SIGNATURE_CONTEXT + challenge

@@ -1,12 +1,13 @@
 """Running the gateway app on a TCP port until told to stop (``serve``; reused by dev/demo).
 
 Stopping drains: the listening socket closes, in-flight requests finish (up to
-``DRAIN_TIMEOUT_SECONDS``), then the runtime's cleanup flushes pending writes.
+``DRAIN_TIMEOUT_SECONDS``), then the services' cleanup flushes pending writes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 from collections.abc import Callable
@@ -43,6 +44,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     app: web.Application | None = None,
     idle_timeout_seconds: float = IDLE_TIMEOUT_SECONDS,
+    any_port_if_taken: bool = False,
 ) -> None:
     """Serve ``app`` (default: ``create_app(config)``) on ``config.host:config.port``
     until ``stop`` is set (or forever, until cancelled), then drain and clean up.
@@ -50,7 +52,8 @@ async def serve(
     ``ready(port)`` is called once the socket listens, with the actual port (so
     ``config.port == 0`` works). ``idle_timeout_seconds`` bounds a connection that sends
     no complete request (idle, or a slowloris). :class:`ListenError` when the address
-    cannot be bound (``dev`` catches it to pick a free port).
+    cannot be bound; with ``any_port_if_taken`` (``dev``) a port in use is replaced by
+    one the kernel picks, in the same bind (no check-then-bind race).
     """
     runner = web.AppRunner(
         app or create_app(config),
@@ -58,14 +61,15 @@ async def serve(
         shutdown_timeout=DRAIN_TIMEOUT_SECONDS,
         keepalive_timeout=idle_timeout_seconds,
     )
-    await runner.setup()  # enters the cleanup contexts: opens the runtime
+    await runner.setup()  # enters the cleanup contexts: opens the services
     try:
-        site = web.TCPSite(runner, config.host, config.port)
         try:
-            await site.start()
+            await web.TCPSite(runner, config.host, config.port).start()
         except OSError as exc:
-            url = url_for(config.host, config.port)
-            raise ListenError(f"cannot listen on {url}: {exc.strerror or exc}") from exc
+            if not (any_port_if_taken and exc.errno == errno.EADDRINUSE):
+                url = url_for(config.host, config.port)
+                raise ListenError(f"cannot listen on {url}: {exc.strerror or exc}") from exc
+            await web.TCPSite(runner, config.host, 0).start()
         port = _bound_port(runner, config.port)
         url = url_for(config.host, port)
         # The event text holds the URL so scripts find "listening on http://HOST:PORT"
@@ -87,7 +91,12 @@ def _bound_port(runner: web.AppRunner, fallback: int) -> int:
     return fallback
 
 
-async def serve_until_signalled(config: Config, ready: Callable[[int], None] | None = None) -> None:
+async def serve_until_signalled(
+    config: Config,
+    ready: Callable[[int], None] | None = None,
+    *,
+    any_port_if_taken: bool = False,
+) -> None:
     """:func:`serve` until SIGTERM or SIGINT (then drain, flush, return)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -95,7 +104,7 @@ async def serve_until_signalled(config: Config, ready: Callable[[int], None] | N
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     try:
-        await serve(config, ready, stop=stop)
+        await serve(config, ready, stop=stop, any_port_if_taken=any_port_if_taken)
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)

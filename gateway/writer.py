@@ -2,13 +2,13 @@
 
 ``recently_written`` answers from memory for nodes whose ``last_seen_at`` is known to
 be within the debounce window (no database work at all). Everything else is queued
-with ``submit``: the ``run`` task flushes the queue at most ``flush_interval_seconds``
+with ``submit``: the writer task flushes the queue at most ``flush_interval_seconds``
 after its first entry, or at once when it holds ``flush_max_rows`` nodes, as ONE
 UPDATE statement whose predicate repeats the debounce (so replicas sharing the
 database write once per window). Every waiter is answered only after that
 statement committed (or failed: ``Unavailable``, never an unfounded success).
 
-The ``run`` task is owned by ``open_runtime``; ``aclose`` flushes what is queued.
+``open_writer`` owns the task; on the way out it flushes what is queued (bounded).
 """
 
 from __future__ import annotations
@@ -19,16 +19,21 @@ import contextlib
 import datetime
 import enum
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from typing import NoReturn
 
 from gateway.config import Config
-from gateway.db import Database, DatabaseFault
-from gateway.errors import Unavailable
+from gateway.errors import DatabaseFault, Unavailable
 from gateway.metrics import Metrics
+from gateway.store.last_seen import LastSeenStore
+from gateway.store.records import LastSeenWrite
+from gateway.tasks import TaskWatch, watched_task
 
 logger = logging.getLogger(__name__)
 
 SHUTTING_DOWN = "gateway shutting down"
+WRITER_DOWN = "last_seen writer is down"
+DRAIN_TIMEOUT_SECONDS = 5.0
 
 
 class WriteOutcome(enum.Enum):
@@ -49,8 +54,8 @@ class _Entry:
 
 
 class LastSeenWriter:
-    def __init__(self, db: Database, config: Config, metrics: Metrics) -> None:
-        self._db = db
+    def __init__(self, store: LastSeenStore, config: Config, metrics: Metrics) -> None:
+        self._store = store
         self._debounce_seconds = config.last_seen_debounce_seconds
         self._flush_interval_seconds = config.flush_interval_seconds
         self._max_rows = max(1, config.flush_max_rows)
@@ -60,7 +65,8 @@ class LastSeenWriter:
         self._recent: collections.OrderedDict[int, datetime.datetime] = collections.OrderedDict()
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
-        self._closing = False
+        self._drained = asyncio.Event()
+        self._refusal: str | None = None  # why submit refuses: shutting down, or dead
         # Loop time at which the oldest queued write arrived: its flush is due
         # flush_interval later, however long the previous UPDATE took.
         self._oldest_queued_at: float | None = None
@@ -94,8 +100,8 @@ class LastSeenWriter:
 
     async def submit(self, node_id: int, seen_at: datetime.datetime, skew_ms: int) -> WriteOutcome:
         """Queue a write of ``seen_at`` and wait until its flush committed."""
-        if self._closing:
-            raise Unavailable(SHUTTING_DOWN, retry_after_seconds=1.0)
+        if self._refusal is not None:
+            raise Unavailable(self._refusal, retry_after_seconds=1.0)
         loop = asyncio.get_running_loop()
         if self._oldest_queued_at is None:
             self._oldest_queued_at = loop.time()
@@ -111,11 +117,12 @@ class LastSeenWriter:
             self._full.set()
         return await waiter
 
-    async def run(self) -> None:
-        """Flush until ``aclose``; returns once the queue is empty after closing."""
+    async def flush_forever(self) -> NoReturn:
+        """The writer task: flush whenever writes are due; after ``drain`` began, tell it
+        each time the queue is empty."""
         while True:
             await self._wakeup.wait()
-            if not self._closing and len(self._pending) < self._max_rows:
+            if self._refusal is None and len(self._pending) < self._max_rows:
                 # A cycle is max(flush interval, UPDATE time), not their sum: writes
                 # queued during the previous UPDATE may already be due.
                 oldest = self._oldest_queued_at
@@ -124,27 +131,29 @@ class LastSeenWriter:
                     async with asyncio.timeout_at(due + self._flush_interval_seconds):
                         await self._full.wait()
             await self._flush()
-            if self._closing and not self._pending:
-                return
+            if self._refusal is not None and not self._pending:
+                self._drained.set()
 
-    async def aclose(self, task: asyncio.Task[None], timeout_seconds: float) -> None:
-        """Stop taking writes, flush the queue (bounded), answer every waiter."""
-        self._closing = True
+    async def drain(self, task: asyncio.Task[None]) -> None:
+        """Stop taking writes and flush the queue (bounded); answer every waiter."""
+        self._refusal = SHUTTING_DOWN
         self._wakeup.set()
         self._full.set()
-        try:
-            async with asyncio.timeout(timeout_seconds):
-                await asyncio.shield(task)
-        except TimeoutError:
-            logger.warning("last_seen flush did not finish in %ss at shutdown", timeout_seconds)
-        except Exception:
-            logger.exception("last_seen writer failed")
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            batch, self._pending = self._pending, {}
-            self._fail(batch.values(), SHUTTING_DOWN)
+        if not task.done():
+            drained = asyncio.ensure_future(self._drained.wait())
+            done, _ = await asyncio.wait(
+                {drained, task}, timeout=DRAIN_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            drained.cancel()
+            if not done:
+                logger.warning("last_seen flush did not finish in %ss", DRAIN_TIMEOUT_SECONDS)
+        self.abandon(SHUTTING_DOWN)
+
+    def abandon(self, reason: str = WRITER_DOWN) -> None:
+        """Refuse further writes and fail every queued one (the task is gone or going)."""
+        self._refusal = reason
+        batch, self._pending = self._pending, {}
+        self._fail(batch.values(), reason)
 
     async def _flush(self) -> None:
         batch, self._pending = self._pending, {}
@@ -155,41 +164,34 @@ class LastSeenWriter:
         try:
             for start in range(0, len(items), self._max_rows):
                 await self._write(items[start : start + self._max_rows])
-        except asyncio.CancelledError:
-            # Cancelled mid-statement (shutdown past its bound): nobody is left waiting.
-            self._fail(batch.values(), SHUTTING_DOWN)
-            raise
-        except Exception:
-            logger.exception("last_seen flush failed")
-            self._fail(batch.values(), "database unavailable")
+        finally:
+            # Whatever ended the flush early (a cancellation past the shutdown bound, a
+            # bug that kills the task): nobody is left waiting. Answered waiters are skipped.
+            self._fail(batch.values(), "last_seen write did not complete")
 
     async def _write(self, items: list[tuple[int, _Entry]]) -> None:
         entries = dict(items)
+        writes = [LastSeenWrite(node_id, entry.seen_at, entry.skew_ms) for node_id, entry in items]
         try:
-            rows = await self._db.write_last_seen(
-                [node_id for node_id, _ in items],
-                [entry.seen_at for _, entry in items],
-                [entry.skew_ms for _, entry in items],
-                self._debounce_seconds,
-            )
+            results = await self._store.write(writes, self._debounce_seconds)
         except (Unavailable, DatabaseFault) as exc:
             logger.warning("last_seen flush of %s nodes failed: %s", len(items), exc)
             self._fail(entries.values(), "database unavailable")
             return
         self._metrics.last_seen_statements.inc()
         written = 0
-        for node_id, was_written, live, last_seen_at in rows:
-            entry = entries[int(node_id)]
-            if was_written:
+        for result in results:
+            entry = entries[result.fleet_node_id]
+            if result.written:
                 written += 1
-                self._remember(int(node_id), entry.seen_at)
+                self._remember(result.fleet_node_id, entry.seen_at)
                 outcome = WriteOutcome.WRITTEN
-            elif live:
-                if last_seen_at is not None:
-                    self._remember(int(node_id), last_seen_at)
+            elif result.live:
+                if result.last_seen_at is not None:
+                    self._remember(result.fleet_node_id, result.last_seen_at)
                 outcome = WriteOutcome.DEBOUNCED
             else:
-                self.forget(int(node_id))
+                self.forget(result.fleet_node_id)
                 outcome = WriteOutcome.NOT_FOUND
             for waiter in entry.waiters:
                 if not waiter.done():
@@ -202,3 +204,18 @@ class LastSeenWriter:
             for waiter in entry.waiters:
                 if not waiter.done():
                     waiter.set_exception(Unavailable(message, retry_after_seconds=1.0))
+
+
+@contextlib.asynccontextmanager
+async def open_writer(
+    store: LastSeenStore, config: Config, metrics: Metrics, watch: TaskWatch
+) -> AsyncIterator[LastSeenWriter]:
+    """The writer and its task; on the way out the queue is flushed (bounded)."""
+    writer = LastSeenWriter(store, config, metrics)
+    async with watched_task(
+        "last_seen_writer", writer.flush_forever, watch, on_death=writer.abandon
+    ) as task:
+        try:
+            yield writer
+        finally:
+            await writer.drain(task)

@@ -7,44 +7,18 @@ the schema, which takes milliseconds.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
-from pathlib import Path
 
-import psycopg2
 import pytest
 
-from gateway.pgcluster import Cluster, find_bindir, make_cluster_root
-
-SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
-TEMPLATE_DB = "fleet_template"
-_counter = itertools.count()
-
-
-def admin_sql(cluster: Cluster, sql: str) -> None:
-    """Run a statement that cannot run in a transaction (CREATE/DROP DATABASE)."""
-    conn = psycopg2.connect(cluster.url("postgres"))
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
+from gateway.dev.pgcluster import Cluster
+from tests.support.postgres import drop_database, new_database, start_cluster
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[Cluster]:
-    cluster = Cluster(root=make_cluster_root(), bindir=find_bindir())
-    cluster.init()
-    cluster.start(fsync=False)
+    cluster = start_cluster()
     try:
-        admin_sql(cluster, f"CREATE DATABASE {TEMPLATE_DB}")
-        conn = psycopg2.connect(cluster.url(TEMPLATE_DB))
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(SCHEMA.read_text())
-        finally:
-            conn.close()
         yield cluster
     finally:
         cluster.destroy()
@@ -53,7 +27,6 @@ def pg_cluster() -> Iterator[Cluster]:
 @pytest.fixture
 def database_url(pg_cluster: Cluster) -> Iterator[str]:
     """A fresh database with the schema applied, dropped after the test."""
-    name = f"test_{next(_counter)}"
-    admin_sql(pg_cluster, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    yield pg_cluster.url(name)
-    admin_sql(pg_cluster, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    name, url = new_database(pg_cluster)
+    yield url
+    drop_database(pg_cluster, name)

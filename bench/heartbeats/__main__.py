@@ -209,7 +209,7 @@ def product_revision() -> str:
             [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            [*git, "status", "--porcelain", "--", "gateway", "fleetwire", "schema.sql"],
+            [*git, "status", "--porcelain", "--", "gateway", "fleetwire"],
             capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):

@@ -1,4 +1,4 @@
-"""The benchmark's private PostgreSQL: a throw-away cluster (``gateway.pgcluster``, run
+"""The benchmark's private PostgreSQL: a throw-away cluster (``gateway.dev.pgcluster``, run
 as the ``postgres`` user when we are root, like tests/conftest.py) with
 ``pg_stat_statements`` preloaded, so UPDATE statements are counted by PostgreSQL itself.
 
@@ -18,10 +18,10 @@ import attrs
 import psycopg2
 
 from bench.heartbeats.gateway_proc import gateway_command
-from gateway.pgcluster import Cluster, find_bindir, make_cluster_root
+from gateway.dev.pgcluster import Cluster, find_bindir, make_cluster_root
 
 DB_NAME = "fleet_bench"
-# The gateway's group-commit statement (gateway/queries.py WRITE_LAST_SEEN).
+# The gateway's group-commit statement (gateway/store/last_seen.py).
 WRITE_STATEMENT_PATTERN = "%WITH v AS%UPDATE fleet_nodes n%"
 SETTLE_QUIET_SECONDS = 11.0
 SETTLE_POLL_SECONDS = 0.5

@@ -36,7 +36,7 @@ from bench.heartbeats.database import BenchDatabase, PgCounters
 from bench.heartbeats.seed import Seeded, SeededNode
 from fleetwire import procedures as p
 from fleetwire.durations import parse_duration
-from gateway import secrets as s
+from fleetwire.identity import auth_message
 
 HANDSHAKES_IN_FLIGHT = 16
 HANDSHAKE_TIMEOUT_SECONDS = 60.0
@@ -117,7 +117,7 @@ async def handshake(http: aiohttp.ClientSession, base_url: str, node: SeededNode
         {"apiKey": node.api_key, "identityPubkey": _b64(bytes(key.verify_key))},
     )
     challenge = base64.b64decode(begin["challenge"])
-    signature = key.sign(s.signed_message(challenge)).signature
+    signature = key.sign(auth_message(challenge)).signature
     done = await _post(
         http,
         base_url + p.COMPLETE_AUTH_HANDSHAKE.path,

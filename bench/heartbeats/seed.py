@@ -30,11 +30,12 @@ import psycopg2
 
 from bench.heartbeats.database import BenchDatabase
 from fleetwire import messages as m
-from gateway import runtime
+from fleetwire.identity import auth_message, fingerprint
 from gateway import secrets as s
 from gateway.config import Config
 from gateway.metrics import new_metrics
 from gateway.principals import AdminPrincipal
+from gateway.services import Services, open_services
 
 ORG = "bench"
 CALLS_IN_FLIGHT = 16
@@ -77,9 +78,7 @@ def create_admin_token(db: BenchDatabase) -> str:
     return db.gateway_cli("create-admin-token", "--org", ORG, "--label", "bench").strip()
 
 
-async def _enroll_one(
-    rt: runtime.Runtime, admin: AdminPrincipal, name: str, keep: bool
-) -> SeededNode:
+async def _enroll_one(rt: Services, admin: AdminPrincipal, name: str, keep: bool) -> SeededNode:
     code = await rt.admin.create_code(admin, m.CreateEnrollmentCodeRequest())
     key = nacl.signing.SigningKey.generate()
     pubkey = bytes(key.verify_key)
@@ -92,7 +91,7 @@ async def _enroll_one(
     begin = await rt.auth.begin(
         m.BeginAuthHandshakeRequest(api_key=confirmed.api_key, identity_pubkey=pubkey)
     )
-    signature = key.sign(s.signed_message(begin.challenge)).signature
+    signature = key.sign(auth_message(begin.challenge)).signature
     done = await rt.auth.complete(
         m.CompleteAuthHandshakeRequest(challenge=begin.challenge, signature=signature)
     )
@@ -109,8 +108,8 @@ async def seed_slice(job: SeedJob) -> list[SeededNode]:
     config = Config(database_url=job.database_url, db_pool_size=POOL_SIZE)
     out: list[SeededNode | None] = [None] * job.count
     next_index = iter(range(job.count))
-    async with runtime.open_runtime(config, new_metrics()) as rt:
-        admin = await rt.admin.resolve_token(job.admin_token)
+    async with open_services(config, new_metrics()) as rt:
+        admin = await rt.auth.resolve_admin_token(job.admin_token)
 
         async def work() -> None:
             for i in next_index:
@@ -194,7 +193,7 @@ def _bulk_batch(
             {
                 "names": names,
                 "pubkeys": pubkeys,
-                "fingerprints": [s.fingerprint(pk) for pk in pubkeys],
+                "fingerprints": [fingerprint(pk) for pk in pubkeys],
                 "codes": [s.digest(s.new_enrollment_code()) for _ in indices],
                 "keys": [s.digest(key) for key in api_keys],
                 "tokens": [s.digest(token) for token in tokens],

@@ -11,19 +11,17 @@ checks the logs. Tests on a shared gateway use node names of their own.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import pytest
 
-from gateway.pgcluster import Cluster
-from tests.conftest import TEMPLATE_DB, admin_sql
+from gateway.dev.pgcluster import Cluster
 from tests.e2e.actors import Gateway, Operator, bootstrap
 from tests.e2e.harness import Harness
+from tests.support.postgres import drop_database, new_database
 
-_databases = itertools.count()
 HERE = Path(__file__).resolve().parent
 DEMO_FIRST = "test_demo_runs_its_postgresql_and_three_fleetnode_daemons"
 DEMO_LAST = "test_demo_exits_0_with_three_online_nodes_and_leaves_nothing_behind"
@@ -74,10 +72,9 @@ def session_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harnes
 
 def _database(pg_cluster: Cluster) -> Iterator[str]:
     """A fresh database with the schema, dropped at the end."""
-    name = f"e2e_{next(_databases)}"
-    admin_sql(pg_cluster, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    yield pg_cluster.url(name)
-    admin_sql(pg_cluster, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    name, url = new_database(pg_cluster)
+    yield url
+    drop_database(pg_cluster, name)
 
 
 @pytest.fixture(scope="module")

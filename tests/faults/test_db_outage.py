@@ -23,7 +23,7 @@ import pytest
 import trio
 
 from fleetwire import procedures as p
-from gateway.pgcluster import Cluster, find_bindir, make_cluster_root
+from gateway.dev.pgcluster import Cluster, find_bindir, make_cluster_root
 from tests.e2e.actors import Gateway, Operator, bootstrap, enroll, start_agent
 from tests.e2e.harness import Harness
 from tests.faults.agent_support import CANCELLED_BODY_WARNING, finalize_garbage

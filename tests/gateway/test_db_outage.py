@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from service_support import enroll, make_config, make_org, open_harness, query
 
 from fleetwire import messages as m
-from gateway import runtime as rt
-from gateway.errors import Unauthenticated, Unavailable
-from gateway.pgcluster import Cluster, find_bindir, make_cluster_root
+from gateway.dev.pgcluster import Cluster, find_bindir, make_cluster_root
+from gateway.errors import Unavailable
+from gateway.services import Services
+from gateway.store import schema
+from tests.support.gateway_services import (
+    enroll,
+    make_config,
+    make_org,
+    open_harness,
+    wait_rejected,
+)
+from tests.support.postgres import query
 
 pytestmark = pytest.mark.asyncio
 
 RECOVERY_SECONDS = 15.0
-SCHEMA = Path(rt.__file__).resolve().with_name("schema.sql")
 
 
 @pytest.fixture
@@ -31,18 +37,18 @@ def own_cluster() -> Iterator[Cluster]:
     try:
         cluster.init()
         cluster.start(fsync=False)
-        query(cluster.url(), SCHEMA.read_text())
+        asyncio.run(schema.migrate(cluster.url()))
         cluster.stop()
         yield cluster
     finally:
         cluster.destroy()
 
 
-async def wait_ready(runtime: rt.Runtime) -> None:
+async def wait_ready(services: Services) -> None:
     """Poll /readyz's check until it passes (each attempt is bounded to 1 s itself)."""
     async with asyncio.timeout(RECOVERY_SECONDS):
         # Readiness is a probe by nature (what a load balancer does with /readyz).
-        while not await runtime.check_ready():  # noqa: ASYNC110
+        while not await services.readiness.check():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 
@@ -51,16 +57,16 @@ async def test_starts_without_database_and_recovers(own_cluster: Cluster) -> Non
     ready; once PostgreSQL is up it becomes ready and its LISTEN connection comes up."""
     url = own_cluster.url()
     async with open_harness(make_config(url, db_timeout_seconds=2.0)) as h:
-        assert await h.runtime.check_ready() is False
+        assert await h.services.readiness.check() is False
         with pytest.raises(Unavailable) as caught:
-            await h.runtime.auth.resolve_session("A" * 43)
+            await h.services.auth.resolve_session("A" * 43)
         assert caught.value.retry_after_seconds is not None
         assert "database" in caught.value.message
 
         await asyncio.to_thread(own_cluster.start, fsync=False)
-        await wait_ready(h.runtime)
+        await wait_ready(h.services)
         async with asyncio.timeout(RECOVERY_SECONDS):
-            await h.runtime.listener.wait_connects(1)
+            await h.services.listener.connects.wait_for(1)
 
 
 async def test_survives_a_database_restart(own_cluster: Cluster) -> None:
@@ -70,36 +76,30 @@ async def test_survives_a_database_restart(own_cluster: Cluster) -> None:
     config = make_config(url, db_timeout_seconds=2.0)
     async with open_harness(config) as a, open_harness(config) as b:
         async with asyncio.timeout(RECOVERY_SECONDS):
-            await a.runtime.listener.wait_connects(1)
-            await b.runtime.listener.wait_connects(1)
-        org = await make_org(a.runtime, url)
-        node = await enroll(a.runtime, org, "edge-1")
+            await a.services.listener.connects.wait_for(1)
+            await b.services.listener.connects.wait_for(1)
+        org = await make_org(a.services, url)
+        node = await enroll(a.services, org, "edge-1")
 
         await asyncio.to_thread(own_cluster.stop)
-        assert await a.runtime.check_ready() is False
+        assert await a.services.readiness.check() is False
         with pytest.raises(Unavailable):
-            await a.runtime.admin.list_nodes(org.admin, m.ListFleetNodesRequest())
+            await a.services.admin.list_nodes(org.admin, m.ListFleetNodesRequest())
 
         await asyncio.to_thread(own_cluster.start, fsync=False)
-        await wait_ready(a.runtime)
-        await wait_ready(b.runtime)
+        await wait_ready(a.services)
+        await wait_ready(b.services)
         async with asyncio.timeout(RECOVERY_SECONDS):
-            await b.runtime.listener.wait_connects(2)
+            await b.services.listener.connects.wait_for(2)
 
         # b caches the session again, a revokes: b must hear of it through the new LISTEN.
         hits = b.metrics.session_cache.labels(result="hit")
-        await b.runtime.auth.resolve_session(node.session_token)
+        await b.services.auth.resolve_session(node.session_token)
         before = hits._value.get()
-        await b.runtime.auth.resolve_session(node.session_token)
+        await b.services.auth.resolve_session(node.session_token)
         assert hits._value.get() == before + 1
-        await a.runtime.admin.revoke(
+        await a.services.admin.revoke(
             org.admin, m.RevokeFleetNodeRequest(fleet_node_id=m.Int64(node.fleet_node_id))
         )
-        async with asyncio.timeout(1.0):
-            while True:
-                try:
-                    await b.runtime.auth.resolve_session(node.session_token)
-                except Unauthenticated:
-                    break
-                await asyncio.sleep(0.01)
+        await wait_rejected(b.services, node.session_token)
     assert query(url, "SELECT status FROM fleet_nodes") == [("REVOKED",)]

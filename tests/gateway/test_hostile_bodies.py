@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from hostile_support import (
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from fleetwire import procedures as p
+from fleetwire.procedures import Procedure
+from fleetwire.validators import INT64_MAX, INT64_MIN
+from gateway.app import create_app
+from tests.fleetwire.json_strategies import request_bodies
+from tests.support.gateway_hostile import (
     HOSTILE,
     Client,
     World,
@@ -26,15 +34,7 @@ from hostile_support import (
     new_code,
     post,
 )
-from http_support import b64
-from hypothesis import example, given
-from hypothesis import strategies as st
-
-from fleetwire import procedures as p
-from fleetwire.procedures import Procedure
-from fleetwire.validators import INT64_MAX, INT64_MIN
-from gateway.app import create_app
-from tests.fleetwire.json_strategies import request_bodies
+from tests.support.gateway_http import b64
 
 pytestmark = pytest.mark.asyncio
 

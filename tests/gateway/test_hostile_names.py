@@ -12,7 +12,12 @@ from typing import Any
 import nacl.signing
 import pytest
 import pytest_asyncio
-from hostile_support import (
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from fleetwire import procedures as p
+from gateway.app import create_app
+from tests.support.gateway_hostile import (
     HOSTILE,
     Client,
     World,
@@ -24,12 +29,7 @@ from hostile_support import (
     new_code,
     post,
 )
-from http_support import b64
-from hypothesis import example, given
-from hypothesis import strategies as st
-
-from fleetwire import procedures as p
-from gateway.app import create_app
+from tests.support.gateway_http import b64
 
 pytestmark = pytest.mark.asyncio
 

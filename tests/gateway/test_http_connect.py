@@ -1,4 +1,4 @@
-"""The Connect unary adapter over real HTTP and a real runtime (SPEC 2): framing, order
+"""The Connect unary adapter over real HTTP and a real services (SPEC 2): framing, order
 of checks, error shape, compression, deadlines."""
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import attrs
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
-from http_support import call, enroll, heartbeat, new_admin_token, now_rfc3339
 from multidict import CIMultiDict
 
 from fleetwire import procedures as p
-from gateway import runtime
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.metrics import Metrics
+from gateway.services import Services, open_services
+from tests.support.gateway_http import call, enroll, heartbeat, new_admin_token, now_rfc3339
 
 pytestmark = pytest.mark.asyncio
 
@@ -249,13 +249,13 @@ class StuckHeartbeats:
         await asyncio.Event().wait()
 
 
-def open_with(**services: Any) -> Any:
-    """A real runtime with some services swapped (the injected seam of create_app)."""
+def open_with(**swapped: Any) -> Any:
+    """The real services with some of them swapped (the injected seam of create_app)."""
 
     @contextlib.asynccontextmanager
-    async def opener(config: Config, metrics: Metrics) -> AsyncIterator[runtime.Runtime]:
-        async with runtime.open_runtime(config, metrics) as rt:
-            yield attrs.evolve(rt, **services)
+    async def opener(config: Config, metrics: Metrics) -> AsyncIterator[Services]:
+        async with open_services(config, metrics) as opened:
+            yield attrs.evolve(opened, **swapped)
 
     return opener
 
@@ -265,7 +265,7 @@ async def test_internal_error_leaks_nothing(
 ) -> None:
     """An unexpected exception becomes internal "internal error"; its text stays in the log."""
     app = create_app(
-        Config(database_url=database_url), open_runtime=open_with(enrollment=ExplodingEnrollment())
+        Config(database_url=database_url), open_services=open_with(enrollment=ExplodingEnrollment())
     )
     client = await aiohttp_client(app)
     body = {"enrollmentToken": "c" * 43, "name": "n", "identityPubkey": "A" * 43 + "="}
@@ -284,7 +284,7 @@ async def test_connect_timeout_bounds_the_call(aiohttp_client: Any, database_url
     """Connect-Timeout-Ms ends a call that takes too long with deadline_exceeded."""
     app = create_app(
         Config(database_url=database_url, auth_burst=100),
-        open_runtime=open_with(heartbeats=StuckHeartbeats()),
+        open_services=open_with(heartbeats=StuckHeartbeats()),
     )
     client = await aiohttp_client(app)
     node = await enroll(client, await new_admin_token(database_url), "slow")

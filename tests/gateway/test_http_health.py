@@ -13,7 +13,7 @@ import pytest_asyncio
 from fleetwire import procedures as p
 from gateway.app import create_app
 from gateway.config import Config
-from gateway.pgcluster import Cluster, find_bindir, make_cluster_root
+from gateway.dev.pgcluster import Cluster, find_bindir, make_cluster_root
 
 pytestmark = pytest.mark.asyncio
 

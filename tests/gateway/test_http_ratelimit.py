@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from http_support import MonotonicClock
 
 from gateway.ratelimit import TokenBuckets
+from tests.support.gateway_http import MonotonicClock
 
 
 def test_burst_then_refused_with_retry_after() -> None:

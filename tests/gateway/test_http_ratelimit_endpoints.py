@@ -6,11 +6,11 @@ import ipaddress
 from typing import Any
 
 import pytest
-from http_support import MonotonicClock, call, enroll, heartbeat, new_admin_token
 
 from fleetwire import procedures as p
 from gateway.app import create_app
 from gateway.config import Config
+from tests.support.gateway_http import MonotonicClock, call, enroll, heartbeat, new_admin_token
 
 pytestmark = pytest.mark.asyncio
 

@@ -11,13 +11,14 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
-from http_support import enroll, heartbeat, new_admin_token
 
 from fleetwire import messages as m
-from gateway import runtime, server
+from gateway import server
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.metrics import Metrics
+from gateway.services import Services, open_services
+from tests.support.gateway_http import enroll, heartbeat, new_admin_token
 
 pytestmark = pytest.mark.asyncio
 
@@ -54,16 +55,16 @@ async def test_stop_drains_the_request_in_flight(database_url: str) -> None:
     gated = GatedHeartbeats()
 
     @contextlib.asynccontextmanager
-    async def opener(config: Config, metrics: Metrics) -> AsyncIterator[runtime.Runtime]:
-        async with runtime.open_runtime(config, metrics) as rt:
-            yield attrs.evolve(rt, heartbeats=gated)
+    async def opener(config: Config, metrics: Metrics) -> AsyncIterator[Services]:
+        async with open_services(config, metrics) as opened:
+            yield attrs.evolve(opened, heartbeats=gated)
 
     config = Config(database_url=database_url, port=0)
     listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     serving = asyncio.create_task(
         server.serve(
-            config, listening.set_result, stop=stop, app=create_app(config, open_runtime=opener)
+            config, listening.set_result, stop=stop, app=create_app(config, open_services=opener)
         )
     )
     try:

@@ -8,7 +8,10 @@ from collections.abc import AsyncIterator
 import nacl.signing
 import pytest
 import pytest_asyncio
-from service_support import (
+
+from fleetwire import messages as m
+from gateway.errors import Unauthenticated
+from tests.support.gateway_services import (
     Harness,
     Org,
     enroll,
@@ -17,13 +20,10 @@ from service_support import (
     make_org,
     new_code,
     open_harness,
-    query,
     register,
     sign,
 )
-
-from fleetwire import messages as m
-from gateway.errors import Unauthenticated
+from tests.support.postgres import query
 
 pytestmark = pytest.mark.asyncio
 
@@ -36,17 +36,17 @@ async def harness(database_url: str) -> AsyncIterator[Harness]:
 
 @pytest_asyncio.fixture
 async def org(harness: Harness, database_url: str) -> Org:
-    return await make_org(harness.runtime, database_url)
+    return await make_org(harness.services, database_url)
 
 
 async def test_ten_registers_with_one_code_make_one_node(
     harness: Harness, org: Org, database_url: str
 ) -> None:
     """Ten concurrent Registers with one code produce exactly one node."""
-    code = await new_code(harness.runtime, org)
+    code = await new_code(harness.services, org)
     results = await asyncio.gather(
         *(
-            register(harness.runtime, code, f"edge-{i}", nacl.signing.SigningKey.generate())
+            register(harness.services, code, f"edge-{i}", nacl.signing.SigningKey.generate())
             for i in range(10)
         ),
         return_exceptions=True,
@@ -66,9 +66,9 @@ async def test_ten_begins_leave_one_live_challenge(
     harness: Harness, org: Org, database_url: str
 ) -> None:
     """Ten concurrent Begins leave one live challenge: the others no longer complete."""
-    node = await enroll(harness.runtime, org, "edge-1")
+    node = await enroll(harness.services, org, "edge-1")
     begin = m.BeginAuthHandshakeRequest(api_key=node.api_key, identity_pubkey=node.pubkey)
-    begun = await asyncio.gather(*(harness.runtime.auth.begin(begin) for _ in range(10)))
+    begun = await asyncio.gather(*(harness.services.auth.begin(begin) for _ in range(10)))
     assert len({b.challenge for b in begun}) == 10
     assert query(
         database_url,
@@ -77,7 +77,7 @@ async def test_ten_begins_leave_one_live_challenge(
     ) == [(1,)]
     outcomes = await asyncio.gather(
         *(
-            harness.runtime.auth.complete(
+            harness.services.auth.complete(
                 m.CompleteAuthHandshakeRequest(
                     challenge=b.challenge, signature=sign(node.key, b.challenge)
                 )
@@ -94,15 +94,15 @@ async def test_five_completes_leave_one_live_session(
     harness: Harness, org: Org, database_url: str
 ) -> None:
     """Five concurrent Completes of one challenge yield exactly one live session."""
-    node = await enroll(harness.runtime, org, "edge-1")
-    begun = await harness.runtime.auth.begin(
+    node = await enroll(harness.services, org, "edge-1")
+    begun = await harness.services.auth.begin(
         m.BeginAuthHandshakeRequest(api_key=node.api_key, identity_pubkey=node.pubkey)
     )
     complete = m.CompleteAuthHandshakeRequest(
         challenge=begun.challenge, signature=sign(node.key, begun.challenge)
     )
     outcomes = await asyncio.gather(
-        *(harness.runtime.auth.complete(complete) for _ in range(5)), return_exceptions=True
+        *(harness.services.auth.complete(complete) for _ in range(5)), return_exceptions=True
     )
     sessions = [o for o in outcomes if isinstance(o, m.CompleteAuthHandshakeResponse)]
     assert len(sessions) == 1
@@ -112,26 +112,26 @@ async def test_five_completes_leave_one_live_session(
         (node.fleet_node_id,),
     ) == [(1,)]
     # The enrollment's session was ended by the new one.
-    principal = await harness.runtime.auth.resolve_session(sessions[0].session_token)
+    principal = await harness.services.auth.resolve_session(sessions[0].session_token)
     assert principal.fleet_node_id == node.fleet_node_id
     with pytest.raises(Unauthenticated):
-        await harness.runtime.auth.resolve_session(node.session_token)
+        await harness.services.auth.resolve_session(node.session_token)
 
 
 async def test_five_parallel_handshakes_leave_one_live_session(
     harness: Harness, org: Org, database_url: str
 ) -> None:
     """Five complete handshakes racing end with one session row for the node."""
-    node = await enroll(harness.runtime, org, "edge-1")
+    node = await enroll(harness.services, org, "edge-1")
     tokens = await asyncio.gather(
-        *(handshake(harness.runtime, node.api_key, node.key) for _ in range(5)),
+        *(handshake(harness.services, node.api_key, node.key) for _ in range(5)),
         return_exceptions=True,
     )
     live = []
     for token in tokens:
         if isinstance(token, str):
             try:
-                await harness.runtime.auth.resolve_session(token)
+                await harness.services.auth.resolve_session(token)
                 live.append(token)
             except Unauthenticated:
                 pass

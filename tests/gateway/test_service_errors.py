@@ -7,23 +7,10 @@ from collections.abc import AsyncIterator
 import nacl.signing
 import pytest
 import pytest_asyncio
-from service_support import (
-    FakeClock,
-    Harness,
-    Org,
-    enroll,
-    make_config,
-    make_org,
-    new_code,
-    open_harness,
-    query,
-    register,
-    sign,
-)
 
 from fleetwire import messages as m
-from gateway import runtime as rt
 from gateway import secrets
+from gateway.commands import create_admin_token
 from gateway.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -32,6 +19,19 @@ from gateway.errors import (
     Unauthenticated,
 )
 from gateway.principals import Role
+from tests.support.gateway_services import (
+    FakeClock,
+    Harness,
+    Org,
+    enroll,
+    make_config,
+    make_org,
+    new_code,
+    open_harness,
+    register,
+    sign,
+)
+from tests.support.postgres import query
 
 pytestmark = pytest.mark.asyncio
 
@@ -52,7 +52,7 @@ async def harness(database_url: str, clock: FakeClock) -> AsyncIterator[Harness]
 
 @pytest_asyncio.fixture
 async def org(harness: Harness, database_url: str) -> Org:
-    return await make_org(harness.runtime, database_url)
+    return await make_org(harness.services, database_url)
 
 
 def failures(h: Harness, reason: str) -> float:
@@ -65,10 +65,10 @@ def new_key() -> nacl.signing.SigningKey:
 
 async def test_code_used_twice(harness: Harness, org: Org) -> None:
     """A code that already enrolled a node is refused as an invalid enrollment code."""
-    code = await new_code(harness.runtime, org)
-    await register(harness.runtime, code, "edge-1", new_key())
+    code = await new_code(harness.services, org)
+    await register(harness.services, code, "edge-1", new_key())
     with pytest.raises(Unauthenticated, match=BAD_CODE):
-        await register(harness.runtime, code, "edge-2", new_key())
+        await register(harness.services, code, "edge-2", new_key())
     assert failures(harness, "invalid_enrollment_code") == 1
 
 
@@ -76,22 +76,22 @@ async def test_expired_unknown_and_malformed_codes(
     harness: Harness, org: Org, clock: FakeClock
 ) -> None:
     """Expired, unknown and malformed codes all get the same message (no oracle)."""
-    code = await new_code(harness.runtime, org, ttl_seconds=60)
+    code = await new_code(harness.services, org, ttl_seconds=60)
     clock.advance(61)
     for token in (code, secrets.new_enrollment_code(), "x" * 30):
         with pytest.raises(Unauthenticated, match=BAD_CODE):
-            await register(harness.runtime, token, "edge-1", new_key())
+            await register(harness.services, token, "edge-1", new_key())
 
 
 async def test_failed_register_keeps_the_code(harness: Harness, org: Org) -> None:
     """A Register refused for a key or name in use leaves its code usable."""
-    taken = await enroll(harness.runtime, org, "edge-1")
-    code = await new_code(harness.runtime, org)
+    taken = await enroll(harness.services, org, "edge-1")
+    code = await new_code(harness.services, org)
     with pytest.raises(FailedPrecondition, match=IN_USE):
-        await register(harness.runtime, code, "edge-2", taken.key)  # key in use
+        await register(harness.services, code, "edge-2", taken.key)  # key in use
     with pytest.raises(FailedPrecondition, match=IN_USE):
-        await register(harness.runtime, code, "edge-1", new_key())  # name in use
-    ok = await register(harness.runtime, code, "edge-2", new_key())
+        await register(harness.services, code, "edge-1", new_key())  # name in use
+    ok = await register(harness.services, code, "edge-2", new_key())
     assert ok.fleet_node_id > taken.fleet_node_id
 
 
@@ -101,22 +101,22 @@ async def test_unstorable_names_are_invalid_and_keep_the_code(
 ) -> None:
     """A name with control characters or lone surrogates is invalid_argument, and the
     code still works afterwards."""
-    code = await new_code(harness.runtime, org)
+    code = await new_code(harness.services, org)
     with pytest.raises(InvalidArgument, match="^name: "):
-        await register(harness.runtime, code, name, new_key())
-    assert (await register(harness.runtime, code, "edge-ok", new_key())).fleet_node_id > 0
+        await register(harness.services, code, name, new_key())
+    assert (await register(harness.services, code, "edge-ok", new_key())).fleet_node_id > 0
 
 
 async def test_identity_unique_across_orgs_name_only_within(
     harness: Harness, org: Org, database_url: str
 ) -> None:
     """A live key is unique across organizations; a name only within one."""
-    other = await make_org(harness.runtime, database_url, "globex")
-    taken = await enroll(harness.runtime, org, "edge-1")
+    other = await make_org(harness.services, database_url, "globex")
+    taken = await enroll(harness.services, org, "edge-1")
     with pytest.raises(FailedPrecondition, match=IN_USE):
-        await register(harness.runtime, await new_code(harness.runtime, other), "x", taken.key)
+        await register(harness.services, await new_code(harness.services, other), "x", taken.key)
     same_name = await register(
-        harness.runtime, await new_code(harness.runtime, other), "edge-1", new_key()
+        harness.services, await new_code(harness.services, other), "edge-1", new_key()
     )
     assert same_name.fleet_node_id > 0
 
@@ -125,8 +125,8 @@ async def test_replayed_and_expired_challenges(
     harness: Harness, org: Org, clock: FakeClock
 ) -> None:
     """A challenge works once and only within its 30 s."""
-    node = await enroll(harness.runtime, org, "edge-1")
-    auth = harness.runtime.auth
+    node = await enroll(harness.services, org, "edge-1")
+    auth = harness.services.auth
     begin = m.BeginAuthHandshakeRequest(api_key=node.api_key, identity_pubkey=node.pubkey)
 
     begun = await auth.begin(begin)
@@ -150,8 +150,8 @@ async def test_replayed_and_expired_challenges(
 
 async def test_wrong_pubkey_and_unknown_key(harness: Harness, org: Org) -> None:
     """Begin refuses a key bound to another identity, and keys it does not know."""
-    node = await enroll(harness.runtime, org, "edge-1")
-    auth = harness.runtime.auth
+    node = await enroll(harness.services, org, "edge-1")
+    auth = harness.services.auth
     with pytest.raises(Unauthenticated, match="^identity_pubkey mismatch$"):
         await auth.begin(
             m.BeginAuthHandshakeRequest(
@@ -169,8 +169,8 @@ async def test_wrong_pubkey_and_unknown_key(harness: Harness, org: Org) -> None:
 
 async def test_bad_signature_consumes_the_challenge(harness: Harness, org: Org) -> None:
     """A bad signature is refused, and the challenge cannot be retried."""
-    node = await enroll(harness.runtime, org, "edge-1")
-    auth = harness.runtime.auth
+    node = await enroll(harness.services, org, "edge-1")
+    auth = harness.services.auth
     begun = await auth.begin(
         m.BeginAuthHandshakeRequest(api_key=node.api_key, identity_pubkey=node.pubkey)
     )
@@ -191,12 +191,12 @@ async def test_bad_signature_consumes_the_challenge(harness: Harness, org: Org) 
 
 async def test_signature_without_domain_separation_is_refused(harness: Harness, org: Org) -> None:
     """A signature over the bare challenge (no context prefix) does not verify."""
-    node = await enroll(harness.runtime, org, "edge-1")
-    begun = await harness.runtime.auth.begin(
+    node = await enroll(harness.services, org, "edge-1")
+    begun = await harness.services.auth.begin(
         m.BeginAuthHandshakeRequest(api_key=node.api_key, identity_pubkey=node.pubkey)
     )
     with pytest.raises(Unauthenticated, match="^signature verification failed$"):
-        await harness.runtime.auth.complete(
+        await harness.services.auth.complete(
             m.CompleteAuthHandshakeRequest(
                 challenge=begun.challenge, signature=node.key.sign(begun.challenge).signature
             )
@@ -205,8 +205,8 @@ async def test_signature_without_domain_separation_is_refused(harness: Harness, 
 
 async def test_confirm_refusals(harness: Harness, org: Org, clock: FakeClock) -> None:
     """Confirm refuses revoked, already confirmed and expired-code nodes."""
-    admin = harness.runtime.admin
-    node = await enroll(harness.runtime, org, "edge-1")
+    admin = harness.services.admin
+    node = await enroll(harness.services, org, "edge-1")
     confirm = m.ConfirmFleetNodeRequest(fleet_node_id=m.Int64(node.fleet_node_id))
     with pytest.raises(FailedPrecondition, match="^fleet node is not awaiting confirmation$"):
         await admin.confirm(org.admin, confirm)
@@ -214,8 +214,8 @@ async def test_confirm_refusals(harness: Harness, org: Org, clock: FakeClock) ->
     with pytest.raises(FailedPrecondition, match="^fleet node is revoked$"):
         await admin.confirm(org.admin, confirm)
 
-    code = await new_code(harness.runtime, org, ttl_seconds=60)
-    late = await register(harness.runtime, code, "edge-2", new_key())
+    code = await new_code(harness.services, org, ttl_seconds=60)
+    late = await register(harness.services, code, "edge-2", new_key())
     clock.advance(61)
     with pytest.raises(FailedPrecondition, match="expired before confirmation"):
         await admin.confirm(org.admin, m.ConfirmFleetNodeRequest(fleet_node_id=late.fleet_node_id))
@@ -223,9 +223,9 @@ async def test_confirm_refusals(harness: Harness, org: Org, clock: FakeClock) ->
 
 async def test_viewer_may_only_list(harness: Harness, org: Org) -> None:
     """A viewer token lists nodes but cannot mint codes, confirm or revoke."""
-    admin = harness.runtime.admin
+    admin = harness.services.admin
     registered = await register(
-        harness.runtime, await new_code(harness.runtime, org), "e", new_key()
+        harness.services, await new_code(harness.services, org), "e", new_key()
     )
     node_id = registered.fleet_node_id
     assert len((await admin.list_nodes(org.viewer, m.ListFleetNodesRequest())).fleet_nodes) == 1
@@ -239,9 +239,9 @@ async def test_viewer_may_only_list(harness: Harness, org: Org) -> None:
 
 async def test_other_orgs_node_is_not_found(harness: Harness, org: Org, database_url: str) -> None:
     """Another organization's node id behaves exactly like one that does not exist."""
-    admin = harness.runtime.admin
-    other = await make_org(harness.runtime, database_url, "globex")
-    node = await enroll(harness.runtime, org, "edge-1")
+    admin = harness.services.admin
+    other = await make_org(harness.services, database_url, "globex")
+    node = await enroll(harness.services, org, "edge-1")
     theirs = m.Int64(node.fleet_node_id)
     for node_id in (theirs, m.Int64(999_999)):
         with pytest.raises(NotFound, match="^fleet node not found$"):
@@ -250,33 +250,33 @@ async def test_other_orgs_node_is_not_found(harness: Harness, org: Org, database
             await admin.revoke(other.admin, m.RevokeFleetNodeRequest(fleet_node_id=node_id))
     assert (await admin.list_nodes(other.admin, m.ListFleetNodesRequest())).fleet_nodes == ()
     # ...and the node is untouched.
-    assert await harness.runtime.auth.resolve_session(node.session_token)
+    assert await harness.services.auth.resolve_session(node.session_token)
 
 
 async def test_revoking_an_unlisted_node_is_not_found(harness: Harness, org: Org) -> None:
     """A second revoke of one node gets not_found."""
-    node = await enroll(harness.runtime, org, "edge-1")
+    node = await enroll(harness.services, org, "edge-1")
     revoke = m.RevokeFleetNodeRequest(fleet_node_id=m.Int64(node.fleet_node_id))
-    await harness.runtime.admin.revoke(org.admin, revoke)
+    await harness.services.admin.revoke(org.admin, revoke)
     with pytest.raises(NotFound):
-        await harness.runtime.admin.revoke(org.admin, revoke)
+        await harness.services.admin.revoke(org.admin, revoke)
 
 
 async def test_admin_token_refusals(harness: Harness, org: Org, database_url: str) -> None:
     """Unknown, malformed and revoked admin tokens are unauthenticated; missing orgs too."""
-    admin = harness.runtime.admin
-    token = await rt.create_admin_token(database_url, "acme", Role.ADMIN, "soon revoked")
-    assert (await admin.resolve_token(token)).role is Role.ADMIN
+    auth = harness.services.auth
+    token = await create_admin_token(database_url, "acme", Role.ADMIN, "soon revoked")
+    assert (await auth.resolve_admin_token(token)).role is Role.ADMIN
     query(database_url, "UPDATE admin_tokens SET revoked_at = now() WHERE label = 'soon revoked'")
     for candidate in (token, secrets.new_admin_token(), "Bearer nonsense"):
         with pytest.raises(Unauthenticated, match="^invalid admin token$"):
-            await admin.resolve_token(candidate)
+            await auth.resolve_admin_token(candidate)
     with pytest.raises(NotFound):
-        await rt.create_admin_token(database_url, "no-such-org", Role.VIEWER, "")
+        await create_admin_token(database_url, "no-such-org", Role.VIEWER, "")
 
 
 async def test_session_token_refusals(harness: Harness, org: Org) -> None:
     """Unknown or malformed session tokens are unauthenticated."""
     for token in (secrets.new_session_token(), "short", ""):
         with pytest.raises(Unauthenticated, match="^invalid or expired session$"):
-            await harness.runtime.auth.resolve_session(token)
+            await harness.services.auth.resolve_session(token)

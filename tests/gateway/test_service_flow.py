@@ -9,7 +9,12 @@ from collections.abc import AsyncIterator
 import nacl.signing
 import pytest
 import pytest_asyncio
-from service_support import (
+
+from fleetwire import messages as m
+from fleetwire.identity import fingerprint
+from gateway import secrets
+from gateway.errors import NotFound, Unauthenticated
+from tests.support.gateway_services import (
     FakeClock,
     Harness,
     Org,
@@ -23,10 +28,6 @@ from service_support import (
     register,
     sign,
 )
-
-from fleetwire import messages as m
-from gateway import secrets
-from gateway.errors import NotFound, Unauthenticated
 
 pytestmark = pytest.mark.asyncio
 
@@ -42,12 +43,12 @@ async def harness(database_url: str) -> AsyncIterator[Harness]:
 
 @pytest_asyncio.fixture
 async def org(harness: Harness, database_url: str) -> Org:
-    return await make_org(harness.runtime, database_url)
+    return await make_org(harness.services, database_url)
 
 
 async def test_enroll_confirm_handshake_heartbeat_revoke(harness: Harness, org: Org) -> None:
     """A node goes from code to heartbeats to revoked, and is locked out afterwards."""
-    rt = harness.runtime
+    rt = harness.services
     key = nacl.signing.SigningKey.generate()
     pubkey = bytes(key.verify_key)
 
@@ -55,7 +56,7 @@ async def test_enroll_confirm_handshake_heartbeat_revoke(harness: Harness, org: 
     assert len(code) == 43
     registered = await register(rt, code, "edge-1", key)
     assert registered.enrollment_status is m.EnrollmentStatus.ENROLLMENT_STATUS_PENDING
-    assert registered.identity_fingerprint == secrets.fingerprint(pubkey)
+    assert registered.identity_fingerprint == fingerprint(pubkey)
     assert len(registered.identity_fingerprint) == 16
 
     listed = await rt.admin.list_nodes(org.viewer, m.ListFleetNodesRequest())
@@ -118,7 +119,7 @@ async def test_enroll_confirm_handshake_heartbeat_revoke(harness: Harness, org: 
 
 async def test_revoke_frees_key_and_name_for_reenrollment(harness: Harness, org: Org) -> None:
     """After a revoke the same identity key and name can enroll again."""
-    rt = harness.runtime
+    rt = harness.services
     node = await enroll(rt, org, "edge-1")
     await rt.admin.revoke(org.admin, m.RevokeFleetNodeRequest(fleet_node_id=node.fleet_node_id))
     again = await register(rt, await new_code(rt, org), "edge-1", node.key)
@@ -129,9 +130,9 @@ async def test_revoke_frees_key_and_name_for_reenrollment(harness: Harness, org:
 
 async def test_session_cache_hit_after_first_resolution(harness: Harness, org: Org) -> None:
     """A second resolution of one session token is answered from the cache."""
-    rt = harness.runtime
+    rt = harness.services
     async with asyncio.timeout(10):
-        await rt.listener.wait_connects(1)
+        await rt.listener.connects.wait_for(1)
     node = await enroll(rt, org, "edge-1")
     first = await rt.auth.resolve_session(node.session_token)
     second = await rt.auth.resolve_session(node.session_token)
@@ -143,9 +144,9 @@ async def test_session_cache_hit_after_first_resolution(harness: Harness, org: O
 
 async def test_new_handshake_ends_previous_session(harness: Harness, org: Org) -> None:
     """A second handshake ends the node's previous session token."""
-    rt = harness.runtime
+    rt = harness.services
     async with asyncio.timeout(10):
-        await rt.listener.wait_connects(1)
+        await rt.listener.connects.wait_for(1)
     node = await enroll(rt, org, "edge-1")
     await rt.auth.resolve_session(node.session_token)  # now cached
     newer = await handshake(rt, node.api_key, node.key)
@@ -159,11 +160,11 @@ async def test_cached_session_never_outlives_its_expiry(database_url: str) -> No
     clock = FakeClock()
     async with open_harness(make_config(database_url, session_ttl_seconds=60.0), clock=clock) as h:
         async with asyncio.timeout(10):
-            await h.runtime.listener.wait_connects(1)
-        org = await make_org(h.runtime, database_url)
-        node = await enroll(h.runtime, org, "edge-1")
-        await h.runtime.auth.resolve_session(node.session_token)
-        await h.runtime.auth.resolve_session(node.session_token)
+            await h.services.listener.connects.wait_for(1)
+        org = await make_org(h.services, database_url)
+        node = await enroll(h.services, org, "edge-1")
+        await h.services.auth.resolve_session(node.session_token)
+        await h.services.auth.resolve_session(node.session_token)
         clock.advance(61)
         with pytest.raises(Unauthenticated):
-            await h.runtime.auth.resolve_session(node.session_token)
+            await h.services.auth.resolve_session(node.session_token)

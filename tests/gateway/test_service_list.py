@@ -8,7 +8,10 @@ from collections.abc import AsyncIterator
 import nacl.signing
 import pytest
 import pytest_asyncio
-from service_support import (
+
+from fleetwire import messages as m
+from gateway.errors import InvalidArgument
+from tests.support.gateway_services import (
     FakeClock,
     Harness,
     Org,
@@ -20,9 +23,6 @@ from service_support import (
     open_harness,
     register,
 )
-
-from fleetwire import messages as m
-from gateway.errors import InvalidArgument
 
 pytestmark = pytest.mark.asyncio
 
@@ -43,7 +43,7 @@ async def harness(database_url: str, clock: FakeClock) -> AsyncIterator[Harness]
 
 @pytest_asyncio.fixture
 async def org(harness: Harness, database_url: str) -> Org:
-    return await make_org(harness.runtime, database_url)
+    return await make_org(harness.services, database_url)
 
 
 async def list_all(
@@ -53,7 +53,7 @@ async def list_all(
     pages: list[list[str]] = []
     token = ""
     while True:
-        reply = await h.runtime.admin.list_nodes(
+        reply = await h.services.admin.list_nodes(
             org.viewer,
             m.ListFleetNodesRequest(
                 page_size=m.Int32(page_size), page_token=token, connectivity=connectivity
@@ -69,22 +69,22 @@ async def test_pages_are_newest_first_and_stable(harness: Harness, org: Org) -> 
     """Pages list newest first and a node created meanwhile does not shift later pages."""
     for i in range(5):
         await register(
-            harness.runtime,
-            await new_code(harness.runtime, org),
+            harness.services,
+            await new_code(harness.services, org),
             f"n{i}",
             nacl.signing.SigningKey.generate(),
         )
-    first = await harness.runtime.admin.list_nodes(
+    first = await harness.services.admin.list_nodes(
         org.admin, m.ListFleetNodesRequest(page_size=m.Int32(2))
     )
     assert [n.name for n in first.fleet_nodes] == ["n4", "n3"]
     await register(
-        harness.runtime,
-        await new_code(harness.runtime, org),
+        harness.services,
+        await new_code(harness.services, org),
         "late",
         nacl.signing.SigningKey.generate(),
     )
-    second = await harness.runtime.admin.list_nodes(
+    second = await harness.services.admin.list_nodes(
         org.admin, m.ListFleetNodesRequest(page_size=m.Int32(2), page_token=first.next_page_token)
     )
     assert [n.name for n in second.fleet_nodes] == ["n2", "n1"]
@@ -97,16 +97,16 @@ async def test_connectivity_follows_the_gateway_clock(
 ) -> None:
     """ONLINE while now - last_seen <= offline-after, OFFLINE after, NEVER_SEEN before any
     heartbeat; the filter pages over matching nodes only."""
-    nodes = [await enroll(harness.runtime, org, f"n{i}") for i in range(6)]
+    nodes = [await enroll(harness.services, org, f"n{i}") for i in range(6)]
     # n0..n2 heartbeat now; n3 heartbeats 151 s later; n4, n5 never.
     for node in nodes[:3]:
-        principal = await harness.runtime.auth.resolve_session(node.session_token)
-        await harness.runtime.heartbeats.record(principal, heartbeat_request(clock.now))
+        principal = await harness.services.auth.resolve_session(node.session_token)
+        await harness.services.heartbeats.record(principal, heartbeat_request(clock.now))
     clock.advance(151)
-    principal = await harness.runtime.auth.resolve_session(nodes[3].session_token)
-    await harness.runtime.heartbeats.record(principal, heartbeat_request(clock.now))
+    principal = await harness.services.auth.resolve_session(nodes[3].session_token)
+    await harness.services.heartbeats.record(principal, heartbeat_request(clock.now))
 
-    listed = await harness.runtime.admin.list_nodes(org.admin, m.ListFleetNodesRequest())
+    listed = await harness.services.admin.list_nodes(org.admin, m.ListFleetNodesRequest())
     by_name = {n.name: n.connectivity for n in listed.fleet_nodes}
     assert by_name == {
         "n0": C.CONNECTIVITY_OFFLINE,
@@ -132,4 +132,6 @@ async def test_malformed_page_token_is_invalid_argument(
 ) -> None:
     """A page token the gateway did not issue is refused as invalid_argument."""
     with pytest.raises(InvalidArgument, match="pageToken"):
-        await harness.runtime.admin.list_nodes(org.admin, m.ListFleetNodesRequest(page_token=token))
+        await harness.services.admin.list_nodes(
+            org.admin, m.ListFleetNodesRequest(page_token=token)
+        )

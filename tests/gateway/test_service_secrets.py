@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
+from fleetwire.identity import fingerprint
 from gateway import secrets
 
 
@@ -32,7 +33,7 @@ def test_shape_checks_refuse_other_credentials() -> None:
 def test_fingerprint_is_first_eight_bytes_of_sha256() -> None:
     """The fingerprint is the lowercase hex of SHA-256(pubkey)[:8]."""
     key = bytes(range(32))
-    assert secrets.fingerprint(key) == hashlib.sha256(key).hexdigest()[:16]
+    assert fingerprint(key) == hashlib.sha256(key).hexdigest()[:16]
 
 
 def test_digest_and_constant_time_compare() -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime
 
-from service_support import FakeClock
-
 from gateway.principals import NodePrincipal
 from gateway.session_cache import SessionCache
+from tests.support.gateway_services import FakeClock
 
 
 def principal(node: int, session: int, clock: FakeClock, ttl: float = 3600) -> NodePrincipal:

@@ -6,7 +6,11 @@ import asyncio
 import datetime
 
 import pytest
-from service_support import (
+
+from fleetwire import messages as m
+from gateway.errors import NotFound, Unavailable
+from gateway.principals import NodePrincipal
+from tests.support.gateway_services import (
     FakeClock,
     Harness,
     Node,
@@ -17,12 +21,8 @@ from service_support import (
     make_config,
     make_org,
     open_harness,
-    query,
 )
-
-from fleetwire import messages as m
-from gateway.errors import NotFound, Unavailable
-from gateway.principals import NodePrincipal
+from tests.support.postgres import query
 
 pytestmark = pytest.mark.asyncio
 
@@ -32,8 +32,8 @@ def value(counter: object) -> float:
 
 
 async def enroll_many(h: Harness, database_url: str, count: int) -> list[Node]:
-    org = await make_org(h.runtime, database_url)
-    return [await enroll(h.runtime, org, f"edge-{i}") for i in range(count)]
+    org = await make_org(h.services, database_url)
+    return [await enroll(h.services, org, f"edge-{i}") for i in range(count)]
 
 
 async def test_heartbeats_inside_the_window_write_once(database_url: str) -> None:
@@ -41,9 +41,9 @@ async def test_heartbeats_inside_the_window_write_once(database_url: str) -> Non
     install_update_counter(database_url)
     async with open_harness(make_config(database_url)) as h:
         (node,) = await enroll_many(h, database_url, 1)
-        principal = await h.runtime.auth.resolve_session(node.session_token)
+        principal = await h.services.auth.resolve_session(node.session_token)
         replies = [
-            await h.runtime.heartbeats.record(principal, heartbeat_request()) for _ in range(20)
+            await h.services.heartbeats.record(principal, heartbeat_request()) for _ in range(20)
         ]
     assert last_seen_updates(database_url, node.fleet_node_id) == 1
     assert value(h.metrics.heartbeats_received) == 20
@@ -63,12 +63,12 @@ async def test_next_window_writes_again(database_url: str) -> None:
     clock = FakeClock()
     async with open_harness(make_config(database_url), clock=clock) as h:
         (node,) = await enroll_many(h, database_url, 1)
-        principal = await h.runtime.auth.resolve_session(node.session_token)
-        await h.runtime.heartbeats.record(principal, heartbeat_request(clock.now))
+        principal = await h.services.auth.resolve_session(node.session_token)
+        await h.services.heartbeats.record(principal, heartbeat_request(clock.now))
         clock.advance(60)  # exactly the window: still absorbed
-        await h.runtime.heartbeats.record(principal, heartbeat_request(clock.now))
+        await h.services.heartbeats.record(principal, heartbeat_request(clock.now))
         clock.advance(0.001)
-        last = await h.runtime.heartbeats.record(principal, heartbeat_request(clock.now))
+        last = await h.services.heartbeats.record(principal, heartbeat_request(clock.now))
     assert last_seen_updates(database_url, node.fleet_node_id) == 2
     ((stored,),) = query(
         database_url, "SELECT last_seen_at FROM fleet_nodes WHERE id = %s", (node.fleet_node_id,)
@@ -82,11 +82,11 @@ async def test_two_replicas_on_one_database_write_once(database_url: str) -> Non
     config = make_config(database_url)
     async with open_harness(config) as a, open_harness(config) as b:
         (node,) = await enroll_many(a, database_url, 1)
-        on_a = await a.runtime.auth.resolve_session(node.session_token)
-        on_b = await b.runtime.auth.resolve_session(node.session_token)
+        on_a = await a.services.auth.resolve_session(node.session_token)
+        on_b = await b.services.auth.resolve_session(node.session_token)
         for _ in range(3):
-            await a.runtime.heartbeats.record(on_a, heartbeat_request())
-            await b.runtime.heartbeats.record(on_b, heartbeat_request())
+            await a.services.heartbeats.record(on_a, heartbeat_request())
+            await b.services.heartbeats.record(on_b, heartbeat_request())
     assert last_seen_updates(database_url, node.fleet_node_id) == 1
     # b went to the database once, found the row fresh, and then trusted its memory.
     assert value(b.metrics.last_seen_statements) == 1
@@ -99,9 +99,9 @@ async def test_debounce_zero_writes_every_heartbeat(database_url: str) -> None:
     install_update_counter(database_url)
     async with open_harness(make_config(database_url, last_seen_debounce_seconds=0.0)) as h:
         (node,) = await enroll_many(h, database_url, 1)
-        principal = await h.runtime.auth.resolve_session(node.session_token)
+        principal = await h.services.auth.resolve_session(node.session_token)
         for _ in range(5):
-            await h.runtime.heartbeats.record(principal, heartbeat_request())
+            await h.services.heartbeats.record(principal, heartbeat_request())
     assert last_seen_updates(database_url, node.fleet_node_id) == 5
     assert value(h.metrics.heartbeats_debounced) == 0
 
@@ -112,10 +112,10 @@ async def test_concurrent_heartbeats_share_one_statement(database_url: str) -> N
     install_update_counter(database_url)
     async with open_harness(make_config(database_url, flush_interval_seconds=0.5)) as h:
         nodes = await enroll_many(h, database_url, 25)
-        principals = [await h.runtime.auth.resolve_session(n.session_token) for n in nodes]
+        principals = [await h.services.auth.resolve_session(n.session_token) for n in nodes]
 
         async def beat(principal: NodePrincipal) -> None:
-            reply = await h.runtime.heartbeats.record(principal, heartbeat_request())
+            reply = await h.services.heartbeats.record(principal, heartbeat_request())
             stored = await asyncio.to_thread(
                 query,
                 database_url,
@@ -135,9 +135,9 @@ async def test_a_flush_holds_at_most_flush_max_rows(database_url: str) -> None:
     config = make_config(database_url, flush_interval_seconds=0.2, flush_max_rows=10)
     async with open_harness(config) as h:
         nodes = await enroll_many(h, database_url, 25)
-        principals = [await h.runtime.auth.resolve_session(n.session_token) for n in nodes]
+        principals = [await h.services.auth.resolve_session(n.session_token) for n in nodes]
         await asyncio.gather(
-            *(h.runtime.heartbeats.record(p, heartbeat_request()) for p in principals)
+            *(h.services.heartbeats.record(p, heartbeat_request()) for p in principals)
         )
     assert value(h.metrics.last_seen_statements) == 3
     assert value(h.metrics.last_seen_rows_written) == 25
@@ -147,12 +147,12 @@ async def test_skew_is_stored_only_with_the_debounced_write(database_url: str) -
     """Clock skew is measured at the write; heartbeats absorbed by the debounce leave it."""
     async with open_harness(make_config(database_url)) as h:
         (node,) = await enroll_many(h, database_url, 1)
-        principal = await h.runtime.auth.resolve_session(node.session_token)
+        principal = await h.services.auth.resolve_session(node.session_token)
         now = datetime.datetime.now(datetime.UTC)
-        await h.runtime.heartbeats.record(
+        await h.services.heartbeats.record(
             principal, heartbeat_request(now - datetime.timedelta(seconds=90))
         )
-        await h.runtime.heartbeats.record(
+        await h.services.heartbeats.record(
             principal, heartbeat_request(now + datetime.timedelta(seconds=90))
         )
     ((skew,),) = query(
@@ -164,29 +164,29 @@ async def test_skew_is_stored_only_with_the_debounced_write(database_url: str) -
 async def test_revoked_node_heartbeat_is_not_found(database_url: str) -> None:
     """A node revoked between authentication and the write gets not_found."""
     async with open_harness(make_config(database_url)) as h:
-        org = await make_org(h.runtime, database_url)
-        node = await enroll(h.runtime, org, "edge-1")
-        principal = await h.runtime.auth.resolve_session(node.session_token)
-        await h.runtime.heartbeats.record(principal, heartbeat_request())  # now remembered
-        await h.runtime.admin.revoke(
+        org = await make_org(h.services, database_url)
+        node = await enroll(h.services, org, "edge-1")
+        principal = await h.services.auth.resolve_session(node.session_token)
+        await h.services.heartbeats.record(principal, heartbeat_request())  # now remembered
+        await h.services.admin.revoke(
             org.admin, m.RevokeFleetNodeRequest(fleet_node_id=m.Int64(node.fleet_node_id))
         )
         with pytest.raises(NotFound, match="^fleet node not found$"):
-            await h.runtime.heartbeats.record(principal, heartbeat_request())
+            await h.services.heartbeats.record(principal, heartbeat_request())
 
 
 async def test_pending_heartbeats_are_flushed_at_shutdown(database_url: str) -> None:
-    """Closing the runtime commits queued heartbeats and answers their callers."""
+    """Closing the services commits queued heartbeats and answers their callers."""
     install_update_counter(database_url)
     async with open_harness(make_config(database_url, flush_interval_seconds=60.0)) as h:
         nodes = await enroll_many(h, database_url, 3)
-        principals = [await h.runtime.auth.resolve_session(n.session_token) for n in nodes]
+        principals = [await h.services.auth.resolve_session(n.session_token) for n in nodes]
         beats = [
-            asyncio.create_task(h.runtime.heartbeats.record(p, heartbeat_request()))
+            asyncio.create_task(h.services.heartbeats.record(p, heartbeat_request()))
             for p in principals
         ]
         await asyncio.sleep(0)  # one loop turn: each task runs up to its queued write
-        assert h.runtime.writer.queued() == 3
+        assert h.services.writer.queued() == 3
     replies = await asyncio.gather(*beats)
     assert all(r.received_at is not None for r in replies)
     assert all(last_seen_updates(database_url, n.fleet_node_id) == 1 for n in nodes)
@@ -203,6 +203,6 @@ async def test_database_down_answers_unavailable(database_url: str) -> None:
             session_expires_at=datetime.datetime.now(datetime.UTC),
         )
         with pytest.raises(Unavailable) as caught:
-            await h.runtime.heartbeats.record(principal, heartbeat_request())
+            await h.services.heartbeats.record(principal, heartbeat_request())
     assert caught.value.retry_after_seconds is not None
     assert value(h.metrics.last_seen_statements) == 0

@@ -18,16 +18,17 @@ from typing import Any
 import attrs
 import nacl.signing
 from aiohttp.test_utils import TestClient
-from http_support import b64, call, handshake
 from hypothesis import HealthCheck, settings
 from multidict import CIMultiDict
-from service_support import Node
 
 from fleetwire import procedures as p
 from fleetwire.codes import Code
-from gateway import runtime
+from gateway.commands import create_admin_token
 from gateway.config import Config
 from gateway.principals import Role
+from gateway.store import oneshot
+from tests.support.gateway_http import b64, call, handshake
+from tests.support.gateway_services import Node
 
 Client = TestClient[Any, Any]
 
@@ -162,11 +163,11 @@ async def enroll_recorded(
 
 async def make_world(client: Client, database_url: str) -> World:
     ledger = Ledger()
-    await runtime.create_org(database_url, "acme")
-    await runtime.create_org(database_url, "globex")
-    admin = await runtime.create_admin_token(database_url, "acme", Role.ADMIN, "ops")
-    viewer = await runtime.create_admin_token(database_url, "acme", Role.VIEWER, "dash")
-    other_admin = await runtime.create_admin_token(database_url, "globex", Role.ADMIN, "ops")
+    await oneshot.ensure_org(database_url, "acme")
+    await oneshot.ensure_org(database_url, "globex")
+    admin = await create_admin_token(database_url, "acme", Role.ADMIN, "ops")
+    viewer = await create_admin_token(database_url, "acme", Role.VIEWER, "dash")
+    other_admin = await create_admin_token(database_url, "globex", Role.ADMIN, "ops")
     ledger.add(admin, viewer, other_admin)
     node, code = await enroll_recorded(client, admin, "node-a", ledger)
     return World(client, admin, viewer, other_admin, node, code, ledger)

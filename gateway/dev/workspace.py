@@ -8,11 +8,9 @@ as the ``postgres`` user, which usually cannot enter the checkout (``/root`` is
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from pathlib import Path
 
-from gateway.pgcluster import Cluster, find_bindir, make_cluster_root, running_as_root
+from gateway.dev.pgcluster import Cluster, find_bindir, make_cluster_root, running_as_root
 
 DEV_DIR_NAME = ".fleet-dev"
 
@@ -51,21 +49,9 @@ def start(cluster: Cluster) -> str:
     """Initialise and start the cluster if needed; the URL of its database.
 
     The cluster is private to this checkout, so its default ``postgres`` database
-    holds the schema: no database to create, no SQL outside ``gateway.db``.
+    holds the schema: no database to create, no SQL outside ``gateway.store``.
     """
     cluster.init()
     if not cluster.running():
         cluster.start()
     return cluster.url("postgres")
-
-
-def pick_port(host: str, preferred: int) -> int:
-    """``preferred`` if it is free on ``host``, else a free port the kernel picks."""
-    for port in (preferred, 0):
-        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-            return int(sock.getsockname()[1])
-    raise OSError(f"no free port on {host}")

@@ -1,6 +1,6 @@
 """``fleet-gateway dev`` and ``fleet-gateway demo``: the gateway with no setup at all.
 
-Both start a private PostgreSQL from the host's binaries (``gateway.devcluster``),
+Both start a private PostgreSQL from the host's binaries (``gateway.dev.workspace``),
 apply the schema, create organization ``default`` and an admin token, and serve
 on 127.0.0.1:8080 (or a free port, said out loud, when 8080 is taken).
 ``dev`` serves until Ctrl-C and keeps its data; ``demo`` also runs a small fleet
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import sys
@@ -24,13 +23,15 @@ from pathlib import Path
 import attrs
 
 from fleetwire.durations import parse_duration
-from gateway import runtime, server
-from gateway.cli_config import Command
+from gateway import server
+from gateway.cli_config import Command, Invocation
+from gateway.commands import create_admin_token
 from gateway.config import Config, ConfigError
-from gateway.demo_fleet import DemoError, open_fleet, run_demo
-from gateway.devcluster import demo_cluster, dev_cluster, pick_port, start
-from gateway.pgcluster import Cluster, ClusterError
+from gateway.dev.fleet import DemoError, open_fleet, run_demo
+from gateway.dev.pgcluster import Cluster, ClusterError
+from gateway.dev.workspace import demo_cluster, dev_cluster, start
 from gateway.principals import Role
+from gateway.store import oneshot, schema
 
 ORG = "default"
 # Demo: nodes heartbeat every 5 s and "last seen" moves at least every 2 s.
@@ -97,28 +98,24 @@ async def _embedded_database(
 
 
 async def _bootstrap(database_url: str, label: str) -> str:
-    await runtime.init_db(database_url)
-    await runtime.create_org(database_url, ORG)
-    return await runtime.create_admin_token(database_url, ORG, Role.ADMIN, label)
+    await schema.migrate(database_url)
+    await oneshot.ensure_org(database_url, ORG)
+    return await create_admin_token(database_url, ORG, Role.ADMIN, label)
 
 
-def _listen_config(config: Config, database_url: str) -> Config:
-    port = pick_port(config.host, config.port)
-    if port != config.port:
-        _say(f"port {config.port} is taken; using {port}")
-    return attrs.evolve(config, database_url=database_url, port=port)
-
-
-async def _dev(args: argparse.Namespace, config: Config) -> int:
+async def _dev(invocation: Invocation) -> int:
+    args, config = invocation.args, invocation.config
     cwd = Path.cwd()
     async with _embedded_database(
         config, lambda: dev_cluster(cwd, args.pg_bindir), remove=False
     ) as url:
         token = await _bootstrap(url, "dev")
-        serving = _listen_config(config, url)
-        base = server.url_for(serving.host, serving.port)
+        serving = attrs.evolve(config, database_url=url)
 
         def ready(port: int) -> None:
+            base = server.url_for(serving.host, port)
+            if port != serving.port:
+                _say(f"port {serving.port} is taken; using {port}")
             _say(
                 f"fleet-gateway dev: serving on {base}\n\n"
                 f"  export FLEET_SERVER_URL={base}\n"
@@ -130,11 +127,12 @@ async def _dev(args: argparse.Namespace, config: Config) -> int:
                 "Ctrl-C stops the gateway and PostgreSQL (data is kept under ./.fleet-dev)."
             )
 
-        await server.serve_until_signalled(serving, ready)
+        await server.serve_until_signalled(serving, ready, any_port_if_taken=True)
     return 0
 
 
-async def _demo(args: argparse.Namespace, config: Config) -> int:
+async def _demo(invocation: Invocation) -> int:
+    args, config = invocation.args, invocation.config
     cwd = Path.cwd()
     config = attrs.evolve(
         config,
@@ -155,15 +153,19 @@ async def _demo(args: argparse.Namespace, config: Config) -> int:
             config, lambda: demo_cluster(cwd, args.pg_bindir), remove=not args.keep
         ) as url:
             token = await _bootstrap(url, "demo")
-            serving = _listen_config(config, url)
-            listening = asyncio.Event()
+            serving = attrs.evolve(config, database_url=url)
+            listening: asyncio.Future[int] = loop.create_future()
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(server.serve(serving, lambda _port: listening.set(), stop=stop))
+                tasks.create_task(
+                    server.serve(serving, listening.set_result, stop=stop, any_port_if_taken=True)
+                )
                 try:
-                    await listening.wait()
-                    base = server.url_for(serving.host, serving.port)
+                    port = await listening
+                    if port != serving.port:
+                        _say(f"port {serving.port} is taken; using {port}")
+                    base = server.url_for(serving.host, port)
                     _say(f"fleet-gateway demo: gateway on {base}, {args.nodes} nodes")
-                    async with open_fleet(base, token, state_root, os.environ) as fleet:
+                    async with open_fleet(base, token, state_root, invocation.env) as fleet:
                         ok = await run_demo(
                             fleet, args.nodes, args.duration, DEMO_HEARTBEAT_SECONDS, sys.stdout
                         )

@@ -1,8 +1,9 @@
-"""Helpers for the service-level gateway tests: a runtime on a test database, an
+"""Helpers for the service-level gateway tests: a services on a test database, an
 organization with admin and viewer tokens, and a fully enrolled node."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 from collections.abc import AsyncIterator
@@ -10,16 +11,18 @@ from typing import Any
 
 import attrs
 import nacl.signing
-import psycopg2
 
 from fleetwire import messages as m
-from gateway import runtime as rt
+from fleetwire.identity import auth_message
+from gateway.commands import create_admin_token
 from gateway.config import Config
+from gateway.errors import Unauthenticated
 from gateway.metrics import Metrics, new_metrics
 from gateway.principals import AdminPrincipal, Role
-from gateway.runtime import Runtime
-
-SIGNING_CONTEXT = b"fleetnode-auth-v1\x00"
+from gateway.services import Services, open_services
+from gateway.store import oneshot
+from gateway.store.store import Store, open_store
+from tests.support.postgres import query
 
 
 class FakeClock:
@@ -41,15 +44,24 @@ def make_config(database_url: str, **overrides: Any) -> Config:
 
 @attrs.frozen
 class Harness:
-    runtime: Runtime
+    services: Services
     metrics: Metrics
 
 
 @contextlib.asynccontextmanager
 async def open_harness(config: Config, **kwargs: Any) -> AsyncIterator[Harness]:
     metrics = new_metrics()
-    async with rt.open_runtime(config, metrics, **kwargs) as runtime:
-        yield Harness(runtime, metrics)
+    async with open_services(config, metrics, **kwargs) as services:
+        yield Harness(services, metrics)
+
+
+@contextlib.asynccontextmanager
+async def open_test_store(database_url: str) -> AsyncIterator[Store]:
+    """The gateway's store on its own small pool, for tests that call it directly."""
+    async with open_store(
+        database_url, pool_size=2, timeout_seconds=5.0, on_pool_change=lambda _in_use: None
+    ) as store:
+        yield store
 
 
 @attrs.frozen
@@ -59,14 +71,14 @@ class Org:
     viewer: AdminPrincipal
 
 
-async def make_org(runtime: Runtime, database_url: str, name: str = "acme") -> Org:
-    org_id = await rt.create_org(database_url, name)
-    admin_token = await rt.create_admin_token(database_url, name, Role.ADMIN, "ops")
-    viewer_token = await rt.create_admin_token(database_url, name, Role.VIEWER, "dash")
+async def make_org(services: Services, database_url: str, name: str = "acme") -> Org:
+    org_id = await oneshot.ensure_org(database_url, name)
+    admin_token = await create_admin_token(database_url, name, Role.ADMIN, "ops")
+    viewer_token = await create_admin_token(database_url, name, Role.VIEWER, "dash")
     return Org(
         org_id=org_id,
-        admin=await runtime.admin.resolve_token(admin_token),
-        viewer=await runtime.admin.resolve_token(viewer_token),
+        admin=await services.auth.resolve_admin_token(admin_token),
+        viewer=await services.auth.resolve_admin_token(viewer_token),
     )
 
 
@@ -83,29 +95,29 @@ class Node:
 
 
 def sign(key: nacl.signing.SigningKey, challenge: bytes) -> bytes:
-    return key.sign(SIGNING_CONTEXT + challenge).signature
+    return key.sign(auth_message(challenge)).signature
 
 
-async def new_code(runtime: Runtime, org: Org, ttl_seconds: int | None = None) -> str:
-    reply = await runtime.admin.create_code(
+async def new_code(services: Services, org: Org, ttl_seconds: int | None = None) -> str:
+    reply = await services.admin.create_code(
         org.admin, m.CreateEnrollmentCodeRequest(ttl_seconds=ttl_seconds)
     )
     return reply.code
 
 
 async def register(
-    runtime: Runtime, code: str, name: str, key: nacl.signing.SigningKey
+    services: Services, code: str, name: str, key: nacl.signing.SigningKey
 ) -> m.RegisterResponse:
-    return await runtime.enrollment.register(
+    return await services.enrollment.register(
         m.RegisterRequest(enrollment_token=code, name=name, identity_pubkey=bytes(key.verify_key))
     )
 
 
-async def handshake(runtime: Runtime, api_key: str, key: nacl.signing.SigningKey) -> str:
-    begun = await runtime.auth.begin(
+async def handshake(services: Services, api_key: str, key: nacl.signing.SigningKey) -> str:
+    begun = await services.auth.begin(
         m.BeginAuthHandshakeRequest(api_key=api_key, identity_pubkey=bytes(key.verify_key))
     )
-    done = await runtime.auth.complete(
+    done = await services.auth.complete(
         m.CompleteAuthHandshakeRequest(
             challenge=begun.challenge, signature=sign(key, begun.challenge)
         )
@@ -113,30 +125,19 @@ async def handshake(runtime: Runtime, api_key: str, key: nacl.signing.SigningKey
     return done.session_token
 
 
-async def enroll(runtime: Runtime, org: Org, name: str) -> Node:
+async def enroll(services: Services, org: Org, name: str) -> Node:
     """Code, Register, Confirm and a handshake: a node holding a live session."""
     key = nacl.signing.SigningKey.generate()
-    registered = await register(runtime, await new_code(runtime, org), name, key)
-    confirmed = await runtime.admin.confirm(
+    registered = await register(services, await new_code(services, org), name, key)
+    confirmed = await services.admin.confirm(
         org.admin, m.ConfirmFleetNodeRequest(fleet_node_id=registered.fleet_node_id)
     )
-    token = await handshake(runtime, confirmed.api_key, key)
+    token = await handshake(services, confirmed.api_key, key)
     return Node(int(registered.fleet_node_id), key, confirmed.api_key, token)
 
 
 def heartbeat_request(sent_at: datetime.datetime | None = None) -> m.UploadHeartbeatRequest:
     return m.UploadHeartbeatRequest(sent_at=sent_at or datetime.datetime.now(datetime.UTC))
-
-
-def query(database_url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Read (or poke) the test database directly, outside the gateway."""
-    conn = psycopg2.connect(database_url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(sql, params)
-            return list(cur.fetchall()) if cur.description else []
-    finally:
-        conn.close()
 
 
 COUNT_UPDATES_TRIGGER = """
@@ -163,3 +164,19 @@ def last_seen_updates(database_url: str, fleet_node_id: int) -> int:
         (fleet_node_id,),
     )
     return int(rows[0][0])
+
+
+async def wait_rejected(services: Services, token: str, within_seconds: float = 1.0) -> None:
+    """Return once ``services`` refuse the session token, trying again after each
+    notification its listener applies; fail if that takes longer than ``within_seconds``
+    (SPEC 3.4, 3.5: every replica within 1 s)."""
+    applied = services.listener.invalidations
+    async with asyncio.timeout(within_seconds):
+        seen = applied.value
+        while True:
+            try:
+                await services.auth.resolve_session(token)
+            except Unauthenticated:
+                return
+            seen += 1
+            await applied.wait_for(seen)

@@ -10,12 +10,13 @@ from typing import Any
 import attrs
 import nacl.signing
 from aiohttp.test_utils import TestClient
-from service_support import Node, sign
 
 from fleetwire import procedures as p
 from fleetwire.procedures import Procedure
-from gateway import runtime
+from gateway.commands import create_admin_token
 from gateway.principals import Role
+from gateway.store import oneshot
+from tests.support.gateway_services import Node, sign
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -62,8 +63,8 @@ async def call(
 
 
 async def new_admin_token(database_url: str, org: str = "acme", role: Role = Role.ADMIN) -> str:
-    await runtime.create_org(database_url, org)
-    return await runtime.create_admin_token(database_url, org, role, "test")
+    await oneshot.ensure_org(database_url, org)
+    return await create_admin_token(database_url, org, role, "test")
 
 
 async def handshake(

@@ -1,0 +1,117 @@
+"""The RPC table: each procedure bound to the service method that serves it.
+
+The constructors (``public``, ``for_node``, ``for_admin``) take the service method with its
+own signature, so mypy checks that it accepts the procedure's request type (and the
+principal the procedure's authentication yields) and returns its response type; the
+adapter (``gateway.connect``) then only sees an ``Rpc``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from fleetwire import procedures as p
+from fleetwire.procedures import Procedure
+from gateway.principals import AdminPrincipal, NodePrincipal
+from gateway.services import Services
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Principal = NodePrincipal | AdminPrincipal | None
+
+
+class AuthKind(enum.Enum):
+    NONE = "none"
+    NODE = "node"  # bearer session token
+    ADMIN = "admin"  # bearer admin token
+
+
+class Limit(enum.Enum):
+    AUTH = "auth"  # per client address
+    HEARTBEAT = "heartbeat"  # per node
+
+
+@attrs.frozen
+class Rpc(Generic[Req, Resp]):
+    """How one procedure is served: who may call it, its rate limit, the service call
+    (None: unimplemented, answered after authentication)."""
+
+    procedure: Procedure[Req, Resp]
+    auth: AuthKind
+    invoke: Callable[[Principal, Req], Awaitable[Resp]] | None
+    limit: Limit | None = None
+
+    @property
+    def name(self) -> str:
+        return self.procedure.path.lstrip("/")
+
+
+def public(
+    procedure: Procedure[Req, Resp],
+    call: Callable[[Req], Awaitable[Resp]],
+    *,
+    limit: Limit | None = None,
+) -> Rpc[Req, Resp]:
+    """A procedure anyone may call (its credential travels in the body)."""
+
+    async def invoke(_principal: Principal, request: Req) -> Resp:
+        return await call(request)
+
+    return Rpc(procedure, AuthKind.NONE, invoke, limit)
+
+
+def for_node(
+    procedure: Procedure[Req, Resp],
+    call: Callable[[NodePrincipal, Req], Awaitable[Resp]],
+    *,
+    limit: Limit | None = None,
+) -> Rpc[Req, Resp]:
+    """A procedure of a node holding a session."""
+
+    async def invoke(principal: Principal, request: Req) -> Resp:
+        assert isinstance(principal, NodePrincipal)
+        return await call(principal, request)
+
+    return Rpc(procedure, AuthKind.NODE, invoke, limit)
+
+
+def for_admin(
+    procedure: Procedure[Req, Resp], call: Callable[[AdminPrincipal, Req], Awaitable[Resp]]
+) -> Rpc[Req, Resp]:
+    """A procedure of an operator holding an admin token."""
+
+    async def invoke(principal: Principal, request: Req) -> Resp:
+        assert isinstance(principal, AdminPrincipal)
+        return await call(principal, request)
+
+    return Rpc(procedure, AuthKind.ADMIN, invoke)
+
+
+def unimplemented(procedure: Procedure[Req, Resp], auth: AuthKind) -> Rpc[Req, Resp]:
+    return Rpc(procedure, auth, None)
+
+
+def rpc_table(services: Services) -> tuple[Rpc[Any, Any], ...]:
+    """Every procedure of both services (SPEC 2.1, 2.2)."""
+    enrollment, auth, admin = services.enrollment, services.auth, services.admin
+    return (
+        public(p.REGISTER, enrollment.register, limit=Limit.AUTH),
+        public(p.BEGIN_AUTH_HANDSHAKE, auth.begin, limit=Limit.AUTH),
+        public(p.COMPLETE_AUTH_HANDSHAKE, auth.complete, limit=Limit.AUTH),
+        for_node(p.UPLOAD_HEARTBEAT, services.heartbeats.record, limit=Limit.HEARTBEAT),
+        unimplemented(p.UPLOAD_TELEMETRY, AuthKind.NODE),
+        unimplemented(p.UPLOAD_EVENTS, AuthKind.NODE),
+        for_admin(p.CREATE_ENROLLMENT_CODE, admin.create_code),
+        for_admin(p.LIST_FLEET_NODES, admin.list_nodes),
+        for_admin(p.CONFIRM_FLEET_NODE, admin.confirm),
+        for_admin(p.REVOKE_FLEET_NODE, admin.revoke),
+        # Declared in fleetwire, served once their issues land.
+        unimplemented(p.LIST_ENROLLMENT_CODES, AuthKind.ADMIN),
+        unimplemented(p.REVOKE_ENROLLMENT_CODE, AuthKind.ADMIN),
+        unimplemented(p.LIST_FLEET_NODE_EVENTS, AuthKind.ADMIN),
+        unimplemented(p.GET_FLEET_SUMMARY, AuthKind.ADMIN),
+    )

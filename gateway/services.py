@@ -1,0 +1,153 @@
+"""The composition root: every resource and background task of one gateway process.
+
+``open_services`` builds on an ``AsyncExitStack``: the pool first, then each background
+task's owner (the last_seen writer, the LISTEN listener, the sweeper), each an ``open_*``
+context manager that starts its task and stops it on the way out; a failure half-way
+unwinds what was opened, so nothing leaks. It never needs the database to start: while the
+database is down, calls raise ``Unavailable``, ``Readiness.check`` is False, and
+everything recovers when it returns (the pool opens new connections, the listener
+reconnects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import attrs
+
+from gateway.admin import Admin
+from gateway.auth import Auth
+from gateway.clock import Clock, utc_now
+from gateway.config import Config
+from gateway.enrollment import Enrollment
+from gateway.errors import DatabaseFault, Unavailable
+from gateway.heartbeat import Heartbeats
+from gateway.listener import NotifyListener, open_listener
+from gateway.metrics import Metrics
+from gateway.session_cache import SessionCache
+from gateway.store.notifications import Invalidation, InvalidationKind
+from gateway.store.pool import Database
+from gateway.store.store import open_store
+from gateway.sweeper import open_sweeper
+from gateway.tasks import TaskWatch
+from gateway.writer import LastSeenWriter, open_writer
+
+logger = logging.getLogger(__name__)
+
+READY_TIMEOUT_SECONDS = 1.0
+
+
+class Readiness:
+    """``/readyz``: PostgreSQL answers a trivial query within 1 s and every background
+    task is alive."""
+
+    def __init__(self, database: Database, watch: TaskWatch, metrics: Metrics) -> None:
+        self._database = database
+        self._watch = watch
+        self._metrics = metrics
+
+    async def check(self) -> bool:
+        ready = self._watch.all_alive() and await self._database_answers()
+        self._metrics.ready.set(1 if ready else 0)
+        return ready
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                await self._database.ping()
+        except (TimeoutError, Unavailable, DatabaseFault):
+            return False
+        return True
+
+
+@attrs.frozen
+class Services:
+    """What the HTTP layer calls."""
+
+    enrollment: Enrollment
+    auth: Auth
+    heartbeats: Heartbeats
+    admin: Admin
+    readiness: Readiness
+    # The background parts, for what a test or an operator may need to wait on or read.
+    listener: NotifyListener
+    writer: LastSeenWriter
+
+
+class _PushChannel:
+    """What the listener's news means for this process's caches."""
+
+    def __init__(self, cache: SessionCache, writer: LastSeenWriter, metrics: Metrics) -> None:
+        self._cache = cache
+        self._writer = writer
+        self._metrics = metrics
+
+    def connected(self) -> None:
+        self._cache.enable()
+        self._metrics.listener_up.set(1)
+
+    def lost(self) -> None:
+        self._cache.disable()
+        self._metrics.listener_up.set(0)
+
+    def invalidate(self, invalidation: Invalidation) -> None:
+        node_id = invalidation.fleet_node_id
+        self._cache.drop_node(node_id, keep_session_id=invalidation.session_id)
+        if invalidation.kind is InvalidationKind.REVOKE:
+            self._writer.forget(node_id)
+
+    def revoked(self, node_id: int) -> None:
+        """This replica forgets a node it revoked at once (the others through NOTIFY)."""
+        self.invalidate(Invalidation(InvalidationKind.REVOKE, node_id))
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    config: Config, metrics: Metrics, *, clock: Clock = utc_now
+) -> AsyncIterator[Services]:
+    """Open the pool and start the writer, listener and sweeper; on the way out stop them
+    in reverse order: pending heartbeat writes are flushed (and answered) before the pool
+    closes. Every await of the way out is bounded."""
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(
+            open_store(
+                config.database_url,
+                pool_size=config.db_pool_size,
+                timeout_seconds=config.db_timeout_seconds,
+                on_pool_change=metrics.db_pool_in_use.set,
+            )
+        )
+        watch = TaskWatch(metrics.background_task_failures)
+        cache = SessionCache(config.session_cache_size, clock)
+        writer = await stack.enter_async_context(
+            open_writer(store.last_seen, config, metrics, watch)
+        )
+        push = _PushChannel(cache, writer, metrics)
+        listener = await stack.enter_async_context(
+            open_listener(
+                config.database_url,
+                on_connected=push.connected,
+                on_lost=push.lost,
+                on_invalidation=push.invalidate,
+                timeout_seconds=config.db_timeout_seconds,
+                watch=watch,
+            )
+        )
+        await stack.enter_async_context(
+            open_sweeper(store.housekeeping, clock, config.sweep_interval_seconds, watch)
+        )
+        enrollment = Enrollment(store.enrollment, metrics, clock)
+        yield Services(
+            enrollment=enrollment,
+            auth=Auth(store.credentials, config, metrics, cache, clock),
+            heartbeats=Heartbeats(writer, config, metrics, clock),
+            admin=Admin(
+                store.nodes, store.enrollment, enrollment, config, clock, on_revoked=push.revoked
+            ),
+            readiness=Readiness(store.database, watch, metrics),
+            listener=listener,
+            writer=writer,
+        )

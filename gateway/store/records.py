@@ -1,0 +1,136 @@
+"""What rows leave the store as: frozen records and enums, never tuples.
+
+Timestamps are aware UTC datetimes, ``bytea`` columns are ``bytes``. The enums here are
+the store's own words (a node's lifecycle, a listing filter); the services translate
+them to and from the wire enums, so no wire value reaches SQL.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+
+import attrs
+
+from gateway.principals import Role
+
+
+class NodeStatus(enum.Enum):
+    """``fleet_nodes.status``: AWAITING_CONFIRMATION -> CONFIRMED -> REVOKED;
+    AWAITING_CONFIRMATION -> EXPIRED (the sweeper)."""
+
+    AWAITING_CONFIRMATION = "AWAITING_CONFIRMATION"
+    CONFIRMED = "CONFIRMED"
+    REVOKED = "REVOKED"
+    EXPIRED = "EXPIRED"
+
+
+class ConnectivityFilter(enum.Enum):
+    """Which nodes a listing returns, by liveness computed with the gateway's clock."""
+
+    ANY = 0
+    ONLINE = 1
+    OFFLINE = 2
+    NEVER_SEEN = 3
+
+
+class ConfirmOutcome(enum.Enum):
+    CONFIRMED = "confirmed"
+    NOT_FOUND = "not_found"
+    REVOKED = "revoked"
+    NOT_AWAITING = "not_awaiting"
+    CODE_EXPIRED = "code_expired"
+
+
+@attrs.frozen
+class AdminTokenRecord:
+    """A live admin token."""
+
+    token_id: int
+    org_id: int
+    role: Role
+    token_hash: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen
+class ApiKeyRecord:
+    """A live api key of a live, confirmed node."""
+
+    fleet_node_id: int
+    org_id: int
+    identity_pubkey: bytes
+    key_hash: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen
+class ChallengeRecord:
+    """A challenge just consumed (it may have expired: the caller checks)."""
+
+    fleet_node_id: int
+    org_id: int
+    expires_at: datetime.datetime
+    identity_pubkey: bytes
+
+
+@attrs.frozen
+class SessionRecord:
+    """A live session of a live, confirmed node."""
+
+    session_id: int
+    fleet_node_id: int
+    org_id: int
+    expires_at: datetime.datetime
+    token_hash: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen
+class NodeRecord:
+    """A listed (live) node as operators see it."""
+
+    fleet_node_id: int
+    name: str
+    status: NodeStatus
+    identity_fingerprint: str
+    created_at: datetime.datetime
+    last_seen_at: datetime.datetime | None
+    clock_skew_ms: int | None
+
+
+@attrs.frozen
+class LastSeenWrite:
+    """One node's entry in a group-commit flush."""
+
+    fleet_node_id: int
+    seen_at: datetime.datetime
+    skew_ms: int
+
+
+@attrs.frozen
+class LastSeenResult:
+    """What a flush did for one node: ``written`` (this flush advanced ``last_seen_at``),
+    else ``live`` (another writer advanced it within the window) or gone."""
+
+    fleet_node_id: int
+    written: bool
+    live: bool
+    last_seen_at: datetime.datetime | None
+
+
+@attrs.frozen
+class SweepCounts:
+    challenges: int
+    sessions: int
+    enrollments: int
+    nodes: int
+
+    def __bool__(self) -> bool:
+        return any((self.challenges, self.sessions, self.enrollments, self.nodes))
+
+
+def utc(moment: datetime.datetime) -> datetime.datetime:
+    """A timestamp as the store hands it out: aware, in UTC."""
+    return moment.astimezone(datetime.UTC)
+
+
+def utc_or_none(moment: datetime.datetime | None) -> datetime.datetime | None:
+    return None if moment is None else utc(moment)

@@ -1,0 +1,50 @@
+"""The store of one gateway process: one pool, one object per area."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import attrs
+
+from gateway.store.credentials import CredentialStore
+from gateway.store.enrollment import EnrollmentStore
+from gateway.store.housekeeping import Housekeeping
+from gateway.store.last_seen import LastSeenStore
+from gateway.store.nodes import NodeStore
+from gateway.store.pool import Database, open_database
+
+
+@attrs.frozen
+class Store:
+    database: Database
+    enrollment: EnrollmentStore
+    credentials: CredentialStore
+    nodes: NodeStore
+    last_seen: LastSeenStore
+    housekeeping: Housekeeping
+
+
+@contextlib.asynccontextmanager
+async def open_store(
+    database_url: str,
+    *,
+    pool_size: int,
+    timeout_seconds: float,
+    on_pool_change: Callable[[int], None],
+) -> AsyncIterator[Store]:
+    """The store over a new pool (no connection opened yet), closed on the way out."""
+    async with open_database(
+        database_url,
+        maxsize=pool_size,
+        timeout_seconds=timeout_seconds,
+        on_pool_change=on_pool_change,
+    ) as db:
+        yield Store(
+            database=db,
+            enrollment=EnrollmentStore(db),
+            credentials=CredentialStore(db),
+            nodes=NodeStore(db),
+            last_seen=LastSeenStore(db),
+            housekeeping=Housekeeping(db),
+        )
