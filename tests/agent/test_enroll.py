@@ -12,15 +12,14 @@ import trustme
 
 from agent.state import StateStore
 from fleetwire.codes import Code
-from tests.agent.conftest import (
+from tests.support.commands import Cli, Outcome
+from tests.support.enrolled_node import make_enrolled_state
+from tests.support.fake_gateway import (
     API_KEY,
     ENROLLMENT_CODE,
     SERVER_URL,
-    Cli,
     FakeGateway,
-    Outcome,
     error_response,
-    make_enrolled_state,
 )
 
 pytestmark = pytest.mark.trio

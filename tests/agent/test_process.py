@@ -17,7 +17,7 @@ import pytest
 
 from agent.identity import Identity
 from agent.state import State, StateStore
-from tests.agent.conftest import API_KEY, ENROLLMENT_CODE, FakeGateway
+from tests.support.fake_gateway import API_KEY, ENROLLMENT_CODE, FakeGateway
 
 FLEETNODE = [sys.executable, "-m", "agent"]
 

@@ -15,15 +15,9 @@ import trio.testing
 
 from agent.state import StateStore
 from fleetwire.codes import Code
-from tests.agent.conftest import (
-    ENROLLMENT_CODE,
-    T0,
-    Cli,
-    FakeGateway,
-    Outcome,
-    error_response,
-    make_enrolled_state,
-)
+from tests.support.commands import Cli, Outcome
+from tests.support.enrolled_node import make_enrolled_state
+from tests.support.fake_gateway import ENROLLMENT_CODE, T0, FakeGateway, error_response
 
 pytestmark = pytest.mark.trio
 

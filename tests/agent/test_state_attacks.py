@@ -15,7 +15,9 @@ import trio
 
 from agent.errors import ConfigurationError
 from agent.state import StateStore
-from tests.agent.conftest import SERVER_URL, Cli, FakeGateway, make_enrolled_state
+from tests.support.commands import Cli
+from tests.support.enrolled_node import make_enrolled_state
+from tests.support.fake_gateway import SERVER_URL, FakeGateway
 
 pytestmark = pytest.mark.trio
 

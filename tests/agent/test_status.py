@@ -10,7 +10,9 @@ import pytest
 import trio.testing
 
 from agent.state import StateStore
-from tests.agent.conftest import Cli, FakeGateway, make_enrolled_state
+from tests.support.commands import Cli
+from tests.support.enrolled_node import make_enrolled_state
+from tests.support.fake_gateway import FakeGateway
 
 pytestmark = pytest.mark.trio
 

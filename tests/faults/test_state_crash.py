@@ -26,9 +26,10 @@ import trio.testing
 
 from agent.errors import StateNotSaved
 from agent.state import StateStore
-from tests.agent.conftest import FakeGateway, make_enrolled_state, virtual_wall_clock
-from tests.faults.agent_support import run_command, secrets_seen
 from tests.faults.state_versions import number, version
+from tests.support.commands import run_command, secrets_seen
+from tests.support.enrolled_node import make_enrolled_state
+from tests.support.fake_gateway import FakeGateway, virtual_wall_clock
 
 KILLS = 200
 REPO = Path(__file__).resolve().parents[2]
@@ -174,7 +175,7 @@ async def test_refresh_on_a_full_disk_exits_78_and_keeps_the_old_state(
     before = make_enrolled_state(store, gateway)
     full_disk.fill()
 
-    outcome = await run_command(store, gateway, "refresh")
+    outcome = await run_command(store, gateway.transport, "refresh", seed=11)
 
     assert outcome.code == 78, outcome.stderr
     assert "No space left on device" in outcome.stderr
@@ -196,7 +197,7 @@ async def test_daemon_keeps_heartbeating_when_its_new_session_cannot_be_saved(
     )
     full_disk.fill()
 
-    outcome = await run_command(store, gateway, "run", seconds=2 * 3600)
+    outcome = await run_command(store, gateway.transport, "run", seed=11, seconds=2 * 3600)
 
     assert outcome.code is None, outcome.stderr
     assert "No space left on device" in outcome.stderr

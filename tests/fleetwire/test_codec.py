@@ -223,4 +223,3 @@ def test_bad_facts_are_named(facts: dict[str, str], message: str) -> None:
     body = {"sentAt": "2026-11-30T12:00:00Z", "facts": facts}
     with pytest.raises(codec.DecodeError, match=f"^{message}$"):
         codec.structure(body, HEARTBEAT)
-
