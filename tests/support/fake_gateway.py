@@ -8,7 +8,6 @@ loopback HTTP server (:mod:`tests.support.served_gateway`) for the agent run as 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import secrets
 import threading
 from collections.abc import Callable
@@ -19,10 +18,11 @@ import nacl.exceptions
 import nacl.signing
 import trio
 
-from agent.identity import AUTH_SIGNATURE_PREFIX, Identity
+from agent.identity import Identity
 from fleetwire import codec
 from fleetwire import messages as m
 from fleetwire.codes import Code, ConnectError
+from fleetwire.identity import auth_message, fingerprint
 from fleetwire.procedures import (
     BEGIN_AUTH_HANDSHAKE,
     COMPLETE_AUTH_HANDSHAKE,
@@ -165,11 +165,10 @@ class FakeGateway:
             len(self.nodes) + 1, request.name, request.identity_pubkey, self.next_api_key
         )
         self.nodes[node.node_id] = node
-        fingerprint = hashlib.sha256(request.identity_pubkey).digest()[:8].hex()
         return m.RegisterResponse(
             fleet_node_id=m.Int64(node.node_id),
             enrollment_status=m.EnrollmentStatus.ENROLLMENT_STATUS_PENDING,
-            identity_fingerprint=self.fingerprint_override or fingerprint,
+            identity_fingerprint=self.fingerprint_override or fingerprint(request.identity_pubkey),
         )
 
     def _begin(self, _headers: dict[str, str], body: bytes) -> m.BeginAuthHandshakeResponse:
@@ -195,7 +194,7 @@ class FakeGateway:
         node = self.nodes[entry[0]]
         try:
             nacl.signing.VerifyKey(node.pubkey).verify(
-                AUTH_SIGNATURE_PREFIX + request.challenge, request.signature
+                auth_message(request.challenge), request.signature
             )
         except nacl.exceptions.BadSignatureError as exc:
             raise ConnectError(Code.UNAUTHENTICATED, "signature verification failed") from exc
