@@ -20,7 +20,8 @@ from agent.errors import (
 )
 from agent.identity import Identity
 from agent.runtime import WallClock
-from agent.state import Session, State, StateStore
+from agent.state import Session, State
+from agent.statedir import StateDir
 from fleetwire import messages as m
 from fleetwire.codec import format_timestamp
 from fleetwire.codes import Code
@@ -121,7 +122,7 @@ class SessionKeeper:
         self,
         *,
         client: GatewayClient,
-        store: StateStore,
+        directory: StateDir,
         state: State,
         identity: Identity,
         holder: SessionHolder,
@@ -129,7 +130,7 @@ class SessionKeeper:
         wall_clock: WallClock,
     ) -> None:
         self._client = client
-        self._store = store
+        self._directory = directory
         self._state = state
         self._identity = identity
         self._holder = holder
@@ -189,7 +190,7 @@ class SessionKeeper:
             failures = 0
             self._state = self._state.with_session(session)
             try:
-                self._store.save(self._state)
+                self._directory.save(self._state)
             except StateNotSaved as exc:
                 # The session is live (the gateway ended the old one): keep heartbeating
                 # with it; a restart would only cost one handshake. Exiting here would

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.state import StateStore
+from agent.statedir import StateStore
 from tests.support.commands import Cli, run_command
 from tests.support.fake_gateway import FakeGateway
 from tests.support.served_gateway import serve_fake_gateway, serve_tls_fake_gateway

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from agent.state import StateStore
+from agent.statedir import StateStore
 from fleetwire.codes import Code
 from tests.support.commands import Cli, Outcome
 from tests.support.enrolled_node import make_enrolled_state

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from agent.state import StateStore
+from agent.statedir import StateStore
 from fleetwire.codes import Code
 from tests.support.commands import Cli, Outcome
 from tests.support.enrolled_node import make_enrolled_state

@@ -9,7 +9,7 @@ import attrs
 import pytest
 import trio.testing
 
-from agent.state import StateStore
+from agent.statedir import StateStore
 from tests.support.commands import Cli
 from tests.support.enrolled_node import make_enrolled_state
 from tests.support.fake_gateway import FakeGateway
@@ -78,8 +78,8 @@ async def test_status_never_locks_tightens_or_calls_the_gateway(
 ) -> None:
     """status works while another process holds the lock, leaves modes alone, sends nothing."""
     make_enrolled_state(store, gateway)
-    store.directory.chmod(0o755)
     with store.lock():
+        store.directory.chmod(0o755)
         outcome = await cli("status")
     assert outcome.code == 0
     assert stat.S_IMODE(store.directory.stat().st_mode) == 0o755

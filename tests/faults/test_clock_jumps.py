@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from agent.state import StateStore
+from agent.statedir import StateStore
 from tests.support.commands import Outcome, run_command, secrets_seen
 from tests.support.enrolled_node import make_enrolled_state
 from tests.support.fake_gateway import FakeGateway, virtual_wall_clock

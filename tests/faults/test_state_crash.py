@@ -25,7 +25,7 @@ import trio
 import trio.testing
 
 from agent.errors import StateNotSaved
-from agent.state import StateStore
+from agent.statedir import StateStore
 from tests.faults.state_versions import number, version
 from tests.support.commands import run_command, secrets_seen
 from tests.support.enrolled_node import make_enrolled_state
@@ -45,7 +45,6 @@ def test_kill_9_at_random_instants_of_saves_leaves_a_whole_old_or_new_state(
     older than the one before the kill."""
     directory = tmp_path / "state"
     store = StateStore(directory)
-    store.prepare(create=True)
     store.save(version(0))
     rng = random.Random()
     outcomes: collections.Counter[str] = collections.Counter()
@@ -99,10 +98,10 @@ class FullDisk:
         if self.real:
             return StateStore(self.directory)
 
-        def replace(source: str, target: str) -> None:
+        def replace(source: str, target: str, **dir_fds: int) -> None:
             if self.filled[0]:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            os.replace(source, target)
+            os.replace(source, target, **dir_fds)
 
         return StateStore(self.directory, replace=replace)
 
@@ -149,7 +148,6 @@ def test_save_on_a_full_disk_is_a_clear_error_and_keeps_the_old_state(
     """A save on a full disk raises StateNotSaved saying "No space left on device"; the
     old state.json still loads unchanged and no temp file is left behind."""
     store = full_disk.store()
-    store.prepare(create=True)
     store.save(version(1))
     full_disk.fill()
 

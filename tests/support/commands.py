@@ -16,7 +16,8 @@ import trio
 from agent import logs
 from agent.__main__ import build_parser, execute
 from agent.runtime import Runtime, WallClock
-from agent.state import State, StateStore
+from agent.state import State
+from agent.statedir import StateStore
 from tests.support.fake_gateway import ENROLLMENT_CODE, FakeGateway, virtual_wall_clock
 
 

@@ -8,7 +8,8 @@ import secrets
 import attrs
 
 from agent.identity import Identity
-from agent.state import State, StateStore
+from agent.state import State
+from agent.statedir import StateStore
 from tests.support.fake_gateway import API_KEY, SERVER_URL, T0, FakeGateway
 
 
@@ -36,6 +37,5 @@ def make_enrolled_state(
         gateway.sessions[token] = (node.node_id, session_expires_at)
         gateway.issued_tokens.append(token)
         state = attrs.evolve(state, session_token=token, session_expires_at=session_expires_at)
-    store.prepare(create=True)
     store.save(state)
     return state
