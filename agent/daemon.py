@@ -66,6 +66,7 @@ async def run_node(
             holder=holder,
             rng=runtime.rng,
             wall_clock=runtime.wall_clock,
+            in_thread=runtime.in_thread,
         )
         heartbeats = HeartbeatTask(
             client=client,

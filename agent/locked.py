@@ -9,12 +9,14 @@ is read under the lock (another process may have saved meanwhile).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import attrs
 
 from agent.errors import ConfigurationError
 from agent.identity import Identity
+from agent.runtime import InThread
 from agent.state import State
 from agent.statedir import StateDir, StateStore
 from agent.urlrule import state_server_url
@@ -47,3 +49,9 @@ def _check(state: State, api_key_required: bool) -> tuple[str, Identity]:
             "(it prompts for the key)"
         )
     return state_server_url(state), Identity.from_hex(state.identity_private_key)
+
+
+async def save_state(directory: StateDir, state: State, in_thread: InThread) -> None:
+    """Save off the Trio loop, so a slow disk delays no heartbeat. Not abandoned on
+    cancellation: a shutdown waits for the save, which is never left half-done."""
+    await in_thread(functools.partial(directory.save, state))

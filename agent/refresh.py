@@ -10,9 +10,9 @@ from agent import logs
 from agent.client import GatewayClient, open_gateway_client, ssl_verify
 from agent.errors import GatewayUnavailable, Transient
 from agent.identity import Identity
-from agent.locked import open_locked_state
+from agent.locked import open_locked_state, save_state
 from agent.prompts import ask_secret
-from agent.runtime import Runtime
+from agent.runtime import InThread, Runtime
 from agent.session import handshake
 from agent.state import State
 from agent.statedir import StateDir, StateStore
@@ -22,7 +22,12 @@ logger = logging.getLogger(__name__)
 
 
 async def handshake_and_save(
-    client: GatewayClient, directory: StateDir, state: State, identity: Identity, api_key: str
+    client: GatewayClient,
+    directory: StateDir,
+    state: State,
+    identity: Identity,
+    api_key: str,
+    in_thread: InThread,
 ) -> State:
     """The handshake with ``api_key``, then the key and the new session saved: only a key
     the gateway accepted is ever written (enroll and refresh)."""
@@ -31,7 +36,7 @@ async def handshake_and_save(
     except Transient as exc:
         raise GatewayUnavailable.from_transient(exc) from exc
     state = attrs.evolve(state, api_key=api_key).with_session(session)
-    directory.save(state)
+    await save_state(directory, state, in_thread)
     return state
 
 
@@ -43,7 +48,7 @@ async def refresh(store: StateStore, runtime: Runtime) -> None:
             node.server_url, verify=ssl_verify(node.state.ca_file), transport=runtime.transport
         ) as client:
             state = await handshake_and_save(
-                client, node.directory, node.state, node.identity, api_key
+                client, node.directory, node.state, node.identity, api_key, runtime.in_thread
             )
         logger.info("session refreshed")
     assert state.session is not None

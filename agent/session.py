@@ -19,7 +19,8 @@ from agent.errors import (
     Transient,
 )
 from agent.identity import Identity
-from agent.runtime import WallClock
+from agent.locked import save_state
+from agent.runtime import InThread, WallClock
 from agent.state import Session, State
 from agent.statedir import StateDir
 from fleetwire import messages as m
@@ -128,6 +129,7 @@ class SessionKeeper:
         holder: SessionHolder,
         rng: random.Random,
         wall_clock: WallClock,
+        in_thread: InThread,
     ) -> None:
         self._client = client
         self._directory = directory
@@ -136,6 +138,7 @@ class SessionKeeper:
         self._holder = holder
         self._rng = rng
         self._wall_clock = wall_clock
+        self._in_thread = in_thread
 
     def _refresh_deadline(self, session: Session, *, fresh: bool = False) -> float:
         """Monotonic time of ``expiry - 1 h - U(0, 10 min)``: earlier, never later, than 1 h.
@@ -188,14 +191,15 @@ class SessionKeeper:
                 logger.error("the api key was rejected: %s", exc)
                 raise
             failures = 0
-            self._state = self._state.with_session(session)
-            try:
-                self._directory.save(self._state)
-            except StateNotSaved as exc:
-                # The session is live (the gateway ended the old one): keep heartbeating
-                # with it; a restart would only cost one handshake. Exiting here would
-                # turn a full disk into a dead node.
-                logger.error("%s; the daemon keeps the new session in memory", exc)
+            # In use at once (the gateway ended the old one), then saved: heartbeats never
+            # wait for the disk.
             self._holder.install(session)
             refresh_at = self._refresh_deadline(session, fresh=True)
             logger.info("new session, expires at %s", format_timestamp(session.expires_at))
+            self._state = self._state.with_session(session)
+            try:
+                await save_state(self._directory, self._state, self._in_thread)
+            except StateNotSaved as exc:
+                # Keep heartbeating with the session held in memory; a restart would only
+                # cost one handshake. Exiting here would turn a full disk into a dead node.
+                logger.error("%s; the daemon keeps the new session in memory", exc)

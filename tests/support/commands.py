@@ -15,7 +15,7 @@ import trio
 
 from agent import logs
 from agent.__main__ import build_parser, execute
-from agent.runtime import Runtime, WallClock
+from agent.runtime import InThread, Runtime, WallClock
 from agent.state import State
 from agent.statedir import StateStore
 from tests.support.fake_gateway import ENROLLMENT_CODE, FakeGateway, virtual_wall_clock
@@ -31,6 +31,12 @@ class Outcome:
 Cli = Callable[..., Awaitable[Outcome]]
 
 
+async def in_place(work: Callable[[], None]) -> None:
+    """Blocking work run on the event loop: on the autojump clock, virtual time would race
+    on while a real thread works (a save would seem to take hours)."""
+    work()
+
+
 async def run_command(
     store: StateStore,
     transport: httpx.AsyncBaseTransport | None,
@@ -39,9 +45,11 @@ async def run_command(
     seed: int = 7,
     wall_clock: WallClock = virtual_wall_clock,
     seconds: float = math.inf,
+    in_thread: InThread = in_place,
 ) -> Outcome:
     """``fleetnode --state-dir STORE ARGV...`` for at most ``seconds`` (of virtual time under
-    ``autojump_clock``); ``transport`` None means real sockets."""
+    ``autojump_clock``); ``transport`` None means real sockets; saves run in place unless
+    ``in_thread`` says otherwise."""
     args = build_parser().parse_args(["--state-dir", str(store.directory), *argv])
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
@@ -57,6 +65,7 @@ async def run_command(
         transport=transport,
         wall_clock=wall_clock,
         rng=random.Random(seed),
+        in_thread=in_thread,
     )
     code: int | None = None
     try:
