@@ -172,6 +172,7 @@ class SessionKeeper:
             with trio.move_on_at(refresh_at):
                 await self._holder.wait_refresh_requested()
             try:
+                # CredentialsRejected is permanent: it rises to __main__ (exit 77, logged there).
                 session = await handshake(self._client, self._identity, self._state.api_key)
             except (Transient, HandshakeFailed, ProtocolError) as exc:
                 failures += 1
@@ -187,9 +188,6 @@ class SessionKeeper:
                 )
                 await trio.sleep(delay)
                 continue
-            except CredentialsRejected as exc:
-                logger.error("the api key was rejected: %s", exc)
-                raise
             failures = 0
             # In use at once (the gateway ended the old one), then saved: heartbeats never
             # wait for the disk.
