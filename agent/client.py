@@ -90,7 +90,8 @@ def _read_response(procedure: Procedure[Req, Resp], response: httpx.Response) ->
 
 
 def ssl_verify(ca_file: str | None) -> ssl.SSLContext | bool:
-    """What httpx verifies the server against: the system store, or the operator's CA file."""
+    """What httpx verifies the server against: its default store (certifi's bundle, never
+    one the environment names), or the operator's CA file alone."""
     if ca_file is None:
         return True
     try:
@@ -110,10 +111,13 @@ async def open_gateway_client(
     """A client for one gateway; ``verify`` comes from :func:`ssl_verify`;
     ``transport`` is the test seam (``httpx.MockTransport``)."""
     # httpx's own timeouts are off: the 30 s whole-request deadline is the caller's fail_after.
+    # trust_env=False: no proxy, CA or .netrc from the environment (SPEC 5.8); a proxy would
+    # see the secrets, SSL_CERT_FILE/SSL_CERT_DIR would silently replace the trust store.
     async with httpx.AsyncClient(
         verify=verify,
         follow_redirects=False,
         transport=transport,
         timeout=None,  # noqa: S113
+        trust_env=False,
     ) as http:
         yield GatewayClient(http, base_url, bearer)
