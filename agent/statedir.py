@@ -30,6 +30,14 @@ from typing import Protocol
 import attrs
 
 from agent.errors import ConfigurationError, NoState, StateLocked, StateNotSaved
+from agent.privatefs import (
+    DIR_MODE,
+    FILE_MODE,
+    link_message,
+    open_private_directory,
+    require_regular_file,
+    require_trusted,
+)
 from agent.state import State, decode_state, encode_state
 
 logger = logging.getLogger(__name__)
@@ -38,10 +46,6 @@ STATE_FILE = "state.json"
 LOCK_FILE = "state.lock"
 _TEMP_PREFIX = ".state.json."
 _TEMP_SUFFIX = ".tmp"
-_DIR_MODE = 0o700
-_FILE_MODE = 0o600
-_WRITABLE_BY_OTHERS = 0o022
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Replace(Protocol):
@@ -71,7 +75,10 @@ class StateStore:
         """The checked directory, read-only (nothing is created or tightened unless
         ``create``, which makes it and its missing parents 0700); :class:`NoState` when it
         is missing."""
-        fd = _open_directory(self.directory, create=create)
+        try:
+            fd = open_private_directory(self.directory, create=create, what="state directory")
+        except FileNotFoundError as exc:
+            raise NoState(_no_state_message(self.directory)) from exc
         try:
             yield StateDir(self, fd)
         finally:
@@ -162,17 +169,17 @@ class StateDir:
         """Tighten the directory to 0700 and state.json to 0600 (a link in place of
         state.json is left to :meth:`load`, which refuses it, and a save, which replaces it)."""
         if stat.S_IMODE(os.fstat(self._fd).st_mode) & 0o077:
-            logger.warning("tightening permissions of %s to %04o", self.path, _DIR_MODE)
-            os.fchmod(self._fd, _DIR_MODE)
+            logger.warning("tightening permissions of %s to %04o", self.path, DIR_MODE)
+            os.fchmod(self._fd, DIR_MODE)
         fd = self._open_state_file(links_ok=True)
         if fd is None:
             return
         try:
             if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
                 logger.warning(
-                    "tightening permissions of %s to %04o", self._store.state_path, _FILE_MODE
+                    "tightening permissions of %s to %04o", self._store.state_path, FILE_MODE
                 )
-                os.fchmod(fd, _FILE_MODE)
+                os.fchmod(fd, FILE_MODE)
         finally:
             os.close(fd)
 
@@ -210,15 +217,15 @@ class StateDir:
         lock_path = self._store.lock_path
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(LOCK_FILE, flags, _FILE_MODE, dir_fd=self._fd)
+            fd = os.open(LOCK_FILE, flags, FILE_MODE, dir_fd=self._fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise ConfigurationError(_link_message(lock_path)) from exc
+                raise ConfigurationError(link_message(lock_path)) from exc
             raise ConfigurationError(f"cannot open {lock_path}: {exc.strerror}") from exc
         try:
             # A hard link (or a FIFO, a device) would have us truncate and write someone
             # else's file below.
-            _require_regular_file(fd, lock_path, single_link=True)
+            require_regular_file(fd, lock_path, single_link=True)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -253,11 +260,11 @@ class StateDir:
             if exc.errno == errno.ELOOP:
                 if links_ok:
                     return None
-                raise ConfigurationError(_link_message(path)) from exc
+                raise ConfigurationError(link_message(path)) from exc
             raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
         try:
-            _require_regular_file(fd, path)
-            _require_trusted(os.fstat(fd), path)
+            require_regular_file(fd, path)
+            require_trusted(os.fstat(fd), path)
         except BaseException:
             os.close(fd)
             raise
@@ -269,11 +276,11 @@ class StateDir:
         for _ in range(100):
             name = f"{_TEMP_PREFIX}{secrets.token_hex(6)}{_TEMP_SUFFIX}"
             try:
-                fd = os.open(name, flags, _FILE_MODE, dir_fd=self._fd)
+                fd = os.open(name, flags, FILE_MODE, dir_fd=self._fd)
             except FileExistsError:
                 continue
             try:
-                os.fchmod(fd, _FILE_MODE)  # whatever the umask: the owner must read it back
+                os.fchmod(fd, FILE_MODE)  # whatever the umask: the owner must read it back
             except OSError:
                 os.close(fd)
                 os.unlink(name, dir_fd=self._fd)
@@ -288,91 +295,6 @@ class StateDir:
                 logger.info("removing %s left behind by an interrupted save", name)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name, dir_fd=self._fd)
-
-
-def _open_directory(path: Path, *, create: bool) -> int:
-    """``path`` opened with O_NOFOLLOW and checked (made first if ``create``)."""
-    try:
-        fd = _make_and_open(path) if create else os.open(path, _DIR_FLAGS)
-    except FileNotFoundError as exc:
-        raise NoState(_no_state_message(path)) from exc
-    except OSError as exc:
-        if exc.errno in (errno.ENOTDIR, errno.ELOOP) and path.is_symlink():
-            # Only to word the message: the open itself refused the link.
-            raise ConfigurationError(
-                f"state directory {path} is a symbolic link; refusing to use it"
-            ) from exc
-        if exc.errno == errno.ENOTDIR:
-            raise ConfigurationError(f"state directory {path} is not a directory") from exc
-        raise ConfigurationError(f"cannot open state directory {path}: {exc.strerror}") from exc
-    try:
-        _require_trusted(os.fstat(fd), path, what="state directory ")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _make_and_open(path: Path) -> int:
-    """Make ``path`` and its missing parents, each 0700 whatever the umask, and open it.
-
-    Each directory is made and opened relative to its parent's descriptor, so none of them
-    is reached through a link put in its place meanwhile. Parents that exist are the
-    operator's and are followed as they are (``/var/lib`` may well be a link)."""
-    missing: list[str] = []
-    existing = path
-    while not os.path.lexists(existing) and existing.parent != existing:
-        missing.append(existing.name)
-        existing = existing.parent
-    if not missing:
-        return os.open(path, _DIR_FLAGS)
-    fd = os.open(existing, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for name in reversed(missing):
-            try:
-                os.mkdir(name, _DIR_MODE, dir_fd=fd)
-                made = True
-            except FileExistsError:
-                made = False  # made by someone else meanwhile: checked like any other
-            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = child
-            if made:
-                os.fchmod(fd, _DIR_MODE)  # mkdir's mode went through the umask
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _require_trusted(info: os.stat_result, path: Path, what: str = "") -> None:
-    """Refuse what another user owns or may write: its content cannot be trusted."""
-    uid = os.geteuid()
-    if info.st_uid != uid:
-        raise ConfigurationError(
-            f"{what}{path} is owned by uid {info.st_uid}, not by this user (uid {uid}); "
-            "refusing to trust it"
-        )
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & _WRITABLE_BY_OTHERS:
-        raise ConfigurationError(
-            f"{what}{path} is writable by group or others ({mode:04o}); refusing to trust "
-            "it (check its content, then make it private, or re-enroll)"
-        )
-
-
-def _link_message(path: Path) -> str:
-    return f"{path} is a symbolic link; refusing to use it (remove it and retry)"
-
-
-def _require_regular_file(fd: int, path: Path, *, single_link: bool = False) -> None:
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigurationError(f"{path} is not a regular file; refusing to use it")
-    if single_link and info.st_nlink != 1:
-        raise ConfigurationError(
-            f"{path} has {info.st_nlink} hard links; refusing to use it (remove it and retry)"
-        )
 
 
 def _read_pid(fd: int) -> int | None:

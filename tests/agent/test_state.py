@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigurationError, NoState, StateLocked
+from agent.errors import ConfigurationError, NoState, StateLocked, StateNotSaved
 from agent.state import State
 from agent.statedir import StateStore
 
@@ -114,7 +114,7 @@ def test_failed_rename_removes_its_temp_file_and_keeps_the_old_state(tmp_path: P
 
     directory = tmp_path / "state"
     StateStore(directory).save(sample())
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StateNotSaved, match="No space"):
         StateStore(directory, replace=failing).save(sample(name="other"))
     assert StateStore(directory).load() == sample()
     assert temp_files(directory) == []
