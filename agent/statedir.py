@@ -148,40 +148,32 @@ class StateDir:
         return state
 
     def loose_read_permissions(self) -> list[str]:
-        """What group or others may read here (status reports it, the lock tightens it)."""
-        found = []
-        mode = stat.S_IMODE(os.fstat(self._fd).st_mode)
-        if mode & 0o077:
-            found.append(f"state directory {self.path} is readable by group or others ({mode:04o})")
-        fd = self._open_state_file(links_ok=True)
-        if fd is not None:
-            try:
-                mode = stat.S_IMODE(os.fstat(fd).st_mode)
-            finally:
-                os.close(fd)
-            if mode & 0o077:
-                found.append(
-                    f"{self._store.state_path} is readable by group or others ({mode:04o})"
-                )
-        return found
+        """What group or others may read here (``status`` reports it, the lock tightens it)."""
+        return self._loose(tighten=False)
 
     def tighten(self) -> None:
         """Tighten the directory to 0700 and state.json to 0600 (a link in place of
         state.json is left to :meth:`load`, which refuses it, and a save, which replaces it)."""
-        if stat.S_IMODE(os.fstat(self._fd).st_mode) & 0o077:
-            logger.warning("tightening permissions of %s to %04o", self.path, DIR_MODE)
-            os.fchmod(self._fd, DIR_MODE)
-        fd = self._open_state_file(links_ok=True)
-        if fd is None:
-            return
+        self._loose(tighten=True)
+
+    def _loose(self, *, tighten: bool) -> list[str]:
+        file_fd = self._open_state_file(links_ok=True)
+        targets = [(self._fd, f"state directory {self.path}", DIR_MODE)]
+        if file_fd is not None:
+            targets.append((file_fd, str(self._store.state_path), FILE_MODE))
+        found = []
         try:
-            if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
-                logger.warning(
-                    "tightening permissions of %s to %04o", self._store.state_path, FILE_MODE
-                )
-                os.fchmod(fd, FILE_MODE)
+            for fd, name, private in targets:
+                mode = stat.S_IMODE(os.fstat(fd).st_mode)
+                if mode & 0o077:
+                    found.append(f"{name} is readable by group or others ({mode:04o})")
+                    if tighten:
+                        logger.warning("tightening permissions of %s to %04o", name, private)
+                        os.fchmod(fd, private)
         finally:
-            os.close(fd)
+            if file_fd is not None:
+                os.close(file_fd)
+        return found
 
     def save(self, state: State) -> None:
         """Atomically replace ``state.json``: temp file, fsync, rename, fsync of the directory.
@@ -283,7 +275,8 @@ class StateDir:
                 os.fchmod(fd, FILE_MODE)  # whatever the umask: the owner must read it back
             except OSError:
                 os.close(fd)
-                os.unlink(name, dir_fd=self._fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=self._fd)
                 raise
             return fd, name
         raise FileExistsError(errno.EEXIST, "no unused temporary file name")
