@@ -31,7 +31,7 @@ from agent.errors import (
 )
 from agent.heartbeat import MIN_FLAG_INTERVAL_SECONDS
 from agent.runtime import Runtime
-from agent.state import StateStore
+from agent.statedir import StateStore
 from fleetwire.durations import parse_duration
 
 logger = logging.getLogger("agent")

@@ -17,13 +17,13 @@ import trio
 
 from agent.errors import ConfigurationError, ProtocolError, Rejected, Transient
 from fleetwire import codec
-from fleetwire.codes import Code, ConnectError
+from fleetwire.codes import Code
+from fleetwire.connect_client import error_from_response, is_redirect, request_headers
 from fleetwire.procedures import Procedure
 
 logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 30.0
-MAX_RETRY_AFTER_SECONDS = 300.0
 # Connect codes that mean "try again later" whatever HTTP status carried them.
 _TRANSIENT_CODES = frozenset({Code.UNAVAILABLE, Code.RESOURCE_EXHAUSTED, Code.DEADLINE_EXCEEDED})
 
@@ -47,14 +47,7 @@ class GatewayClient:
 
     async def call(self, procedure: Procedure[Req, Resp], request: Req) -> Resp:
         """One unary call, bounded by the whole-request timeout."""
-        headers = {
-            "Content-Type": "application/json",
-            "Connect-Protocol-Version": "1",
-            "Connect-Timeout-Ms": str(int(REQUEST_TIMEOUT_SECONDS * 1000)),
-        }
-        token = self._bearer()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        headers = request_headers(self._bearer(), timeout_seconds=REQUEST_TIMEOUT_SECONDS)
         try:
             with trio.fail_after(REQUEST_TIMEOUT_SECONDS):
                 response = await self._http.post(
@@ -80,19 +73,6 @@ def _describe_transport_error(exc: httpx.TransportError) -> str:
     return f"cannot reach the gateway ({type(exc).__name__}: {detail})"
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP date: ignore rather than trust a clock we cannot check
-    if seconds != seconds or seconds < 0:  # NaN or negative
-        return None
-    return min(seconds, MAX_RETRY_AFTER_SECONDS)
-
-
 def _read_response(procedure: Procedure[Req, Resp], response: httpx.Response) -> Resp:
     status = response.status_code
     method = procedure.method
@@ -101,18 +81,17 @@ def _read_response(procedure: Procedure[Req, Resp], response: httpx.Response) ->
             return codec.decode(response.content, procedure.response_type)
         except codec.DecodeError as exc:
             raise ProtocolError(f"{method}: unexpected answer from the gateway: {exc}") from exc
-    if 300 <= status < 400:
-        # Never followed: a redirect could replay a secret to another host.
+    if is_redirect(status):  # never followed (follow_redirects=False)
         raise Transient(f"{method}: the gateway answered with a redirect (HTTP {status})")
-    retry_after = _retry_after(response)
-    error = ConnectError.from_response(status, response.content, retry_after)
+    error = error_from_response(status, response.content, response.headers)
     if status >= 500 or status == 429 or error.code in _TRANSIENT_CODES:
-        raise Transient(f"{method}: {error} (HTTP {status})", retry_after)
+        raise Transient(f"{method}: {error} (HTTP {status})", error.retry_after_seconds)
     raise Rejected(method, error.code, error.message)
 
 
 def ssl_verify(ca_file: str | None) -> ssl.SSLContext | bool:
-    """What httpx verifies the server against: the system store, or the operator's CA file."""
+    """What httpx verifies the server against: its default store (certifi's bundle, never
+    one the environment names), or the operator's CA file alone."""
     if ca_file is None:
         return True
     try:
@@ -132,10 +111,13 @@ async def open_gateway_client(
     """A client for one gateway; ``verify`` comes from :func:`ssl_verify`;
     ``transport`` is the test seam (``httpx.MockTransport``)."""
     # httpx's own timeouts are off: the 30 s whole-request deadline is the caller's fail_after.
+    # trust_env=False: no proxy, CA or .netrc from the environment (SPEC 5.8); a proxy would
+    # see the secrets, SSL_CERT_FILE/SSL_CERT_DIR would silently replace the trust store.
     async with httpx.AsyncClient(
         verify=verify,
         follow_redirects=False,
         transport=transport,
         timeout=None,  # noqa: S113
+        trust_env=False,
     ) as http:
         yield GatewayClient(http, base_url, bearer)

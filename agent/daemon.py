@@ -9,14 +9,12 @@ import trio
 
 from agent import logs
 from agent.client import open_gateway_client, ssl_verify
-from agent.errors import ConfigurationError
 from agent.heartbeat import HeartbeatTask
-from agent.identity import Identity
+from agent.locked import LockedState, open_locked_state
 from agent.runtime import Runtime
 from agent.session import SessionHolder, SessionKeeper
 from agent.signals import watch_signals
-from agent.state import StateStore
-from agent.urlrule import state_server_url
+from agent.statedir import StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -29,51 +27,60 @@ class RunOptions:
 
 async def run(store: StateStore, options: RunOptions, runtime: Runtime) -> None:
     """Run until a signal (returns) or a permanent failure (raises)."""
-    # Checks that need no lock come first (78), then the lock (75), then the network.
-    state = store.load_enrolled()
-    if not state.api_key:
-        raise ConfigurationError(
-            "the state holds no api key: finish enrolling with `fleetnode refresh` "
-            "(it prompts for the key)"
+    # The checks that need no lock first (78), then the lock (75), then the network.
+    with open_locked_state(store, api_key_required=True) as node:
+        await run_node(node, options, runtime)
+
+
+async def run_node(
+    node: LockedState,
+    options: RunOptions,
+    runtime: Runtime,
+    *,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The daemon on a state its caller has locked: the gateway client, and one nursery
+    with the signal watcher, the session keeper and the heartbeat task.
+
+    Started once all three are. Returns after SIGINT/SIGTERM; raises on a permanent
+    failure. ``handle_signals=False`` leaves shutdown to the caller, which cancels (many
+    nodes in one process, as the fault tests run them, cannot each own the signals).
+    """
+    logs.bind(fleet_node_id=node.state.fleet_node_id)
+    session = node.state.session
+    if session is not None and session.expires_at <= runtime.wall_clock():
+        session = None  # expired: the keeper starts with a handshake
+    holder = SessionHolder(session)
+    async with open_gateway_client(
+        node.server_url,
+        verify=ssl_verify(node.state.ca_file),
+        bearer=holder.bearer,
+        transport=runtime.transport,
+    ) as client:
+        keeper = SessionKeeper(
+            client=client,
+            directory=node.directory,
+            state=node.state,
+            identity=node.identity,
+            holder=holder,
+            rng=runtime.rng,
+            wall_clock=runtime.wall_clock,
+            in_thread=runtime.in_thread,
         )
-    state_server_url(state)
-    Identity.from_hex(state.identity_private_key)  # a damaged key is a 78, found before the lock
-    store.prepare(create=False)
-    with store.lock():
-        state = store.load_enrolled()  # what another process may have saved meanwhile
-        server_url = state_server_url(state)
-        identity = Identity.from_hex(state.identity_private_key)
-        logs.bind(fleet_node_id=state.fleet_node_id)
-        session = state.session
-        if session is not None and session.expires_at <= runtime.wall_clock():
-            session = None  # expired: the keeper starts with a handshake
-        holder = SessionHolder(session)
-        async with open_gateway_client(
-            server_url,
-            verify=ssl_verify(state.ca_file),
-            bearer=holder.bearer,
-            transport=runtime.transport,
-        ) as client:
-            keeper = SessionKeeper(
-                client=client,
-                store=store,
-                state=state,
-                identity=identity,
-                holder=holder,
-                rng=runtime.rng,
-                wall_clock=runtime.wall_clock,
-            )
-            heartbeats = HeartbeatTask(
-                client=client,
-                holder=holder,
-                rng=runtime.rng,
-                wall_clock=runtime.wall_clock,
-                interval_seconds=options.heartbeat_interval_seconds,
-            )
-            with trio.CancelScope() as scope:
-                async with trio.open_nursery() as nursery:
+        heartbeats = HeartbeatTask(
+            client=client,
+            holder=holder,
+            rng=runtime.rng,
+            wall_clock=runtime.wall_clock,
+            interval_seconds=options.heartbeat_interval_seconds,
+        )
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                if handle_signals:
                     await nursery.start(watch_signals, scope)
-                    await nursery.start(keeper.keep_session_forever)
-                    await nursery.start(heartbeats.heartbeat_forever)
-                    logger.info("daemon started")
-            logger.info("daemon stopped")
+                await nursery.start(keeper.keep_session_forever)
+                await nursery.start(heartbeats.heartbeat_forever)
+                logger.info("daemon started")
+                task_status.started()
+        logger.info("daemon stopped")

@@ -22,10 +22,12 @@ from agent.errors import (
     Transient,
 )
 from agent.identity import Identity
+from agent.locked import save_state
 from agent.prompts import ask_secret
 from agent.refresh import handshake_and_save
 from agent.runtime import Runtime
-from agent.state import State, StateStore
+from agent.state import State
+from agent.statedir import StateStore
 from agent.urlrule import check_server_url
 from fleetwire import messages as m
 from fleetwire.codes import Code
@@ -49,9 +51,8 @@ async def enroll(store: StateStore, options: EnrollOptions, runtime: Runtime) ->
         options.server_url, allow_insecure_transport=options.allow_insecure_transport
     )
     verify = ssl_verify(options.ca_file)  # an unusable CA file is a configuration error
-    store.prepare(create=True)
-    with store.lock():
-        if store.load() is not None and not options.force:
+    with store.lock(create=True) as directory:
+        if directory.load() is not None and not options.force:
             raise ConfigurationError(
                 f"{store.state_path} already holds an enrolled node; "
                 "pass --force to replace it (the old identity is lost)"
@@ -96,7 +97,7 @@ async def enroll(store: StateStore, options: EnrollOptions, runtime: Runtime) ->
                 identity_public_key=identity.public_key.hex(),
                 identity_private_key=identity.private_key_hex,
             )
-            store.save(state)
+            await save_state(directory, state, runtime.in_thread)
             logger.info("registered; partial state saved")
             runtime.stderr.write(
                 f"Registered as fleet node {registered.fleet_node_id} with fingerprint "
@@ -107,7 +108,9 @@ async def enroll(store: StateStore, options: EnrollOptions, runtime: Runtime) ->
             )
             runtime.stderr.flush()
             api_key = await ask_secret("API key: ", runtime.stdin, runtime.stderr)
-            state = await handshake_and_save(client, store, state, identity, api_key)
+            state = await handshake_and_save(
+                client, directory, state, identity, api_key, runtime.in_thread
+            )
     runtime.stdout.write(
         f"enrolled fleet_node_id={state.fleet_node_id} fingerprint={state.identity_fingerprint} "
         f"state={store.state_path}\n"

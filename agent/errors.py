@@ -43,9 +43,8 @@ class NoState(ConfigurationError):
     """No enrolled state in the state directory (exit 78)."""
 
 
-class StateNotSaved(ConfigurationError, OSError):
-    """A save of state.json failed, e.g. on a full disk (78). Still an ``OSError``, as
-    before it existed, for callers that caught that."""
+class StateNotSaved(ConfigurationError):
+    """A save of state.json failed, e.g. on a full disk (78); the old file is intact."""
 
 
 class EmptyInput(ConfigurationError):

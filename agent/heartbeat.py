@@ -124,12 +124,11 @@ class HeartbeatTask:
             )
         except Rejected as exc:
             if exc.code is Code.NOT_FOUND:
-                logger.error(
-                    "the gateway no longer knows this node (%s): it was revoked or deleted; %s",
-                    exc.message or exc.code.value,
-                    REENROLL_HINT,
-                )
-                raise NodeGone(f"the gateway no longer knows this node: {REENROLL_HINT}") from exc
+                # Logged once, by __main__, which turns it into exit 77.
+                raise NodeGone(
+                    f"the gateway no longer knows this node ({exc.message or exc.code.value}): "
+                    f"it was revoked or deleted; {REENROLL_HINT}"
+                ) from exc
             raise
         answered_at = self._wall_clock()
         logger.debug("heartbeat sent")

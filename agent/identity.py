@@ -1,22 +1,16 @@
-"""The node's ed25519 identity: key generation, challenge signing, fingerprint."""
+"""The node's ed25519 identity key: generation, storage form, challenge signing.
+
+What is signed and the fingerprint rule are the protocol's (:mod:`fleetwire.identity`).
+"""
 
 from __future__ import annotations
-
-import hashlib
 
 import attrs
 import nacl.exceptions
 import nacl.signing
 
 from agent.errors import ConfigurationError
-
-# Domain separation: the identity key signs nothing else in this form (SPEC 3.4).
-AUTH_SIGNATURE_PREFIX = b"fleetnode-auth-v1\x00"
-
-
-def fingerprint(public_key: bytes) -> str:
-    """Lowercase hex of the first 8 bytes of SHA-256 of the raw public key (SPEC 3.2)."""
-    return hashlib.sha256(public_key).digest()[:8].hex()
+from fleetwire import identity as wire_identity
 
 
 @attrs.frozen
@@ -45,7 +39,7 @@ class Identity:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.public_key)
+        return wire_identity.fingerprint(self.public_key)
 
     def sign_challenge(self, challenge: bytes) -> bytes:
-        return self.signing_key.sign(AUTH_SIGNATURE_PREFIX + challenge).signature
+        return self.signing_key.sign(wire_identity.auth_message(challenge)).signature

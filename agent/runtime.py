@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TextIO
 
 import attrs
 import httpx
+import trio
 
 
 def utc_now() -> datetime.datetime:
@@ -16,11 +17,16 @@ def utc_now() -> datetime.datetime:
 
 
 WallClock = Callable[[], datetime.datetime]
+# Runs blocking work (a state save) in a worker thread: ``trio.to_thread.run_sync``, which
+# a cancellation waits for. Tests on Trio's autojump clock run it in place, since that
+# clock moves on while a thread works, as if the work took hours.
+InThread = Callable[[Callable[[], None]], Awaitable[None]]
 
 
 @attrs.frozen
 class Runtime:
-    """Streams, the HTTP transport seam, the wall clock and the random source."""
+    """Streams, the HTTP transport seam, the wall clock, the random source and the way
+    blocking work leaves the event loop."""
 
     stdin: TextIO
     stdout: TextIO
@@ -28,3 +34,4 @@ class Runtime:
     transport: httpx.AsyncBaseTransport | None = None
     wall_clock: WallClock = utc_now
     rng: random.Random = attrs.field(factory=random.SystemRandom)
+    in_thread: InThread = trio.to_thread.run_sync

@@ -19,8 +19,10 @@ from agent.errors import (
     Transient,
 )
 from agent.identity import Identity
-from agent.runtime import WallClock
-from agent.state import Session, State, StateStore
+from agent.locked import save_state
+from agent.runtime import InThread, WallClock
+from agent.state import Session, State
+from agent.statedir import StateDir
 from fleetwire import messages as m
 from fleetwire.codec import format_timestamp
 from fleetwire.codes import Code
@@ -121,20 +123,22 @@ class SessionKeeper:
         self,
         *,
         client: GatewayClient,
-        store: StateStore,
+        directory: StateDir,
         state: State,
         identity: Identity,
         holder: SessionHolder,
         rng: random.Random,
         wall_clock: WallClock,
+        in_thread: InThread,
     ) -> None:
         self._client = client
-        self._store = store
+        self._directory = directory
         self._state = state
         self._identity = identity
         self._holder = holder
         self._rng = rng
         self._wall_clock = wall_clock
+        self._in_thread = in_thread
 
     def _refresh_deadline(self, session: Session, *, fresh: bool = False) -> float:
         """Monotonic time of ``expiry - 1 h - U(0, 10 min)``: earlier, never later, than 1 h.
@@ -168,6 +172,7 @@ class SessionKeeper:
             with trio.move_on_at(refresh_at):
                 await self._holder.wait_refresh_requested()
             try:
+                # CredentialsRejected is permanent: it rises to __main__ (exit 77, logged there).
                 session = await handshake(self._client, self._identity, self._state.api_key)
             except (Transient, HandshakeFailed, ProtocolError) as exc:
                 failures += 1
@@ -183,18 +188,16 @@ class SessionKeeper:
                 )
                 await trio.sleep(delay)
                 continue
-            except CredentialsRejected as exc:
-                logger.error("the api key was rejected: %s", exc)
-                raise
             failures = 0
-            self._state = self._state.with_session(session)
-            try:
-                self._store.save(self._state)
-            except StateNotSaved as exc:
-                # The session is live (the gateway ended the old one): keep heartbeating
-                # with it; a restart would only cost one handshake. Exiting here would
-                # turn a full disk into a dead node.
-                logger.error("%s; the daemon keeps the new session in memory", exc)
+            # In use at once (the gateway ended the old one), then saved: heartbeats never
+            # wait for the disk.
             self._holder.install(session)
             refresh_at = self._refresh_deadline(session, fresh=True)
             logger.info("new session, expires at %s", format_timestamp(session.expires_at))
+            self._state = self._state.with_session(session)
+            try:
+                await save_state(self._directory, self._state, self._in_thread)
+            except StateNotSaved as exc:
+                # Keep heartbeating with the session held in memory; a restart would only
+                # cost one handshake. Exiting here would turn a full disk into a dead node.
+                logger.error("%s; the daemon keeps the new session in memory", exc)

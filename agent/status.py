@@ -6,11 +6,15 @@ Read-only: no lock, no network, creates and tightens nothing.
 from __future__ import annotations
 
 import json
+import logging
 
 from agent.runtime import Runtime
-from agent.state import State, StateStore
+from agent.state import State
+from agent.statedir import StateStore
 from fleetwire.codec import format_timestamp
 from fleetwire.durations import format_duration
+
+logger = logging.getLogger(__name__)
 
 
 def status_fields(store: StateStore, state: State) -> dict[str, object]:
@@ -29,7 +33,11 @@ def status_fields(store: StateStore, state: State) -> dict[str, object]:
 
 
 def show_status(store: StateStore, runtime: Runtime, *, as_json: bool) -> None:
-    state = store.load_enrolled()
+    with store.open() as directory:
+        state = directory.load_enrolled()
+        for loose in directory.loose_read_permissions():
+            # Reported, not changed: status is read-only (enroll, refresh, run tighten it).
+            logger.warning("%s; `fleetnode refresh` or `run` makes it private", loose)
     fields = status_fields(store, state)
     if as_json:
         runtime.stdout.write(json.dumps(fields, indent=2) + "\n")

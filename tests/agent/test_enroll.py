@@ -10,17 +10,16 @@ from pathlib import Path
 import pytest
 import trustme
 
-from agent.state import StateStore
+from agent.statedir import StateStore
 from fleetwire.codes import Code
-from tests.agent.conftest import (
+from tests.support.commands import Cli, Outcome
+from tests.support.enrolled_node import make_enrolled_state
+from tests.support.fake_gateway import (
     API_KEY,
     ENROLLMENT_CODE,
     SERVER_URL,
-    Cli,
     FakeGateway,
-    Outcome,
     error_response,
-    make_enrolled_state,
 )
 
 pytestmark = pytest.mark.trio

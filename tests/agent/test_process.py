@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from agent.identity import Identity
-from agent.state import State, StateStore
-from tests.agent.conftest import API_KEY, ENROLLMENT_CODE, FakeGateway
+from agent.state import State
+from agent.statedir import StateStore
+from tests.support.fake_gateway import API_KEY, ENROLLMENT_CODE, FakeGateway
 
 FLEETNODE = [sys.executable, "-m", "agent"]
 
@@ -49,7 +50,6 @@ def enrolled_state_dir(tmp_path: Path, server_url: str) -> tuple[StateStore, Sta
         session_expires_at=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=24),
     )
     store = StateStore(tmp_path / "state")
-    store.prepare(create=True)
     store.save(state)
     return store, state
 

@@ -13,17 +13,11 @@ import pytest
 import trio
 import trio.testing
 
-from agent.state import StateStore
+from agent.statedir import StateStore
 from fleetwire.codes import Code
-from tests.agent.conftest import (
-    ENROLLMENT_CODE,
-    T0,
-    Cli,
-    FakeGateway,
-    Outcome,
-    error_response,
-    make_enrolled_state,
-)
+from tests.support.commands import Cli, Outcome
+from tests.support.enrolled_node import make_enrolled_state
+from tests.support.fake_gateway import ENROLLMENT_CODE, T0, FakeGateway, error_response
 
 pytestmark = pytest.mark.trio
 
@@ -403,3 +397,27 @@ async def test_daemon_json_logs_carry_context_and_no_secret(
     for secret in secrets:
         assert secret not in outcome.stderr
         assert secret not in caplog.text
+
+
+@pytest.mark.parametrize("refusal", ["heartbeat-not-found", "api-key-refused"])
+async def test_a_revoked_node_exits_77_with_exactly_one_error_line(
+    cli: Cli,
+    gateway: FakeGateway,
+    store: StateStore,
+    autojump_clock: trio.testing.MockClock,
+    refusal: str,
+) -> None:
+    """A node the gateway no longer knows (a heartbeat answered not_found) or whose api key
+    it refuses (a handshake answered unauthenticated) exits 77 with one error line, which
+    says why and to re-enroll."""
+    make_enrolled_state(store, gateway)
+    gateway.nodes[1].gone = True
+    if refusal == "api-key-refused":
+        gateway.end_sessions()  # the heartbeat's 401 leads to a handshake, refused
+    outcome = await run_for(cli, HOUR, "--log-format", "json")
+    assert outcome is not None and outcome.code == 77
+    lines = [json.loads(line) for line in outcome.stderr.splitlines()]
+    errors = [line["event"] for line in lines if line["level"] == "error"]
+    assert len(errors) == 1, errors
+    assert "re-enroll" in errors[0]
+    assert ("no longer knows" if refusal == "heartbeat-not-found" else "rejected") in errors[0]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigurationError, NoState, StateLocked
-from agent.state import State, StateStore
+from agent.errors import ConfigurationError, NoState, StateLocked, StateNotSaved
+from agent.state import State
+from agent.statedir import StateStore
 
 EXPIRES = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 
@@ -39,7 +40,7 @@ class SimulatedCrash(BaseException):
     """Stands for the process dying between write and rename."""
 
 
-def crash(_src: str, _dst: str) -> None:
+def crash(_src: str, _dst: str, **_dir_fds: int) -> None:
     raise SimulatedCrash
 
 
@@ -50,7 +51,6 @@ def temp_files(directory: Path) -> list[Path]:
 def test_save_then_load_round_trips_with_private_permissions(tmp_path: Path) -> None:
     """A saved state loads back equal; the directory is 0700 and the file 0600."""
     store = StateStore(tmp_path / "a" / "state")
-    store.prepare(create=True)
     store.save(sample())
     assert store.load() == sample()
     assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
@@ -58,36 +58,36 @@ def test_save_then_load_round_trips_with_private_permissions(tmp_path: Path) -> 
     assert temp_files(store.directory) == []
 
 
-def test_loose_directory_is_tightened_by_prepare(tmp_path: Path) -> None:
-    """A state directory readable by others is tightened to 0700."""
+def test_loose_directory_is_tightened_by_the_lock(tmp_path: Path) -> None:
+    """A state directory readable by others is tightened to 0700 when it is locked."""
     directory = tmp_path / "state"
     directory.mkdir(mode=0o755)
     directory.chmod(0o755)
-    StateStore(directory).prepare(create=False)
+    with StateStore(directory).lock():
+        pass
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
 
 
-def test_prepare_without_create_never_creates(tmp_path: Path) -> None:
+def test_lock_without_create_never_creates(tmp_path: Path) -> None:
     """Without ``create``, a missing directory is NoState and stays missing."""
     store = StateStore(tmp_path / "missing")
-    with pytest.raises(NoState, match="fleetnode enroll"):
-        store.prepare(create=False)
+    with pytest.raises(NoState, match="fleetnode enroll"), store.lock():
+        pass
     assert store.load() is None
     assert not store.directory.exists()
 
 
 def test_symlinked_directory_is_refused(tmp_path: Path) -> None:
-    """A state directory that is a symbolic link is refused for loading and preparing."""
+    """A state directory that is a symbolic link is refused for loading and locking."""
     real = tmp_path / "real"
-    StateStore(real).prepare(create=True)
     StateStore(real).save(sample())
     link = tmp_path / "link"
     link.symlink_to(real)
     store = StateStore(link)
     with pytest.raises(ConfigurationError, match="symbolic link"):
         store.load()
-    with pytest.raises(ConfigurationError, match="symbolic link"):
-        store.prepare(create=True)
+    with pytest.raises(ConfigurationError, match="symbolic link"), store.lock(create=True):
+        pass
 
 
 def test_save_interrupted_before_rename_keeps_the_old_state(tmp_path: Path) -> None:
@@ -95,7 +95,6 @@ def test_save_interrupted_before_rename_keeps_the_old_state(tmp_path: Path) -> N
     removes the stale temp file."""
     directory = tmp_path / "state"
     good = StateStore(directory)
-    good.prepare(create=True)
     good.save(sample())
     with pytest.raises(SimulatedCrash):
         StateStore(directory, replace=crash).save(sample(name="new-name"))
@@ -110,13 +109,12 @@ def test_save_interrupted_before_rename_keeps_the_old_state(tmp_path: Path) -> N
 def test_failed_rename_removes_its_temp_file_and_keeps_the_old_state(tmp_path: Path) -> None:
     """An OSError at rename is reported, the old state stays and no temp file is left."""
 
-    def failing(_src: str, _dst: str) -> None:
+    def failing(_src: str, _dst: str, **_dir_fds: int) -> None:
         raise OSError(28, "No space left on device")
 
     directory = tmp_path / "state"
-    StateStore(directory).prepare(create=True)
     StateStore(directory).save(sample())
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StateNotSaved, match="No space"):
         StateStore(directory, replace=failing).save(sample(name="other"))
     assert StateStore(directory).load() == sample()
     assert temp_files(directory) == []
@@ -126,14 +124,14 @@ def test_process_killed_during_save_leaves_old_state(tmp_path: Path) -> None:
     """A process SIGKILLed between write and rename leaves the old file, complete."""
     directory = tmp_path / "state"
     store = StateStore(directory)
-    store.prepare(create=True)
     store.save(sample())
     script = textwrap.dedent(
         f"""
         import os, signal, sys
         from pathlib import Path
-        from agent.state import State, StateStore
-        def die(src, dst):
+        from agent.state import State
+        from agent.statedir import StateStore
+        def die(src, dst, **dir_fds):
             os.kill(os.getpid(), signal.SIGKILL)
         StateStore(Path({str(directory)!r}), replace=die).save(
             State(server_url="https://other.test", fleet_node_id=7)

@@ -1,7 +1,7 @@
 """Attacks on the state directory with real files (SPEC 5.2): symbolic links in place of the
-directory, state.json or state.lock, a hard-linked lock, a FIFO, loose permissions. Every
-command refuses with exit 78 and a clear message, and no file outside the state directory is
-read through, written through or truncated."""
+directory, state.json or state.lock, a hard-linked lock, a FIFO. Every command refuses with
+exit 78 and a clear message, and no file outside the state directory is read through, written
+through or truncated. Owners and modes: test_state_directory.py."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import pytest
 import trio
 
 from agent.errors import ConfigurationError
-from agent.state import StateStore
-from tests.agent.conftest import SERVER_URL, Cli, FakeGateway, make_enrolled_state
+from agent.statedir import StateStore
+from tests.support.commands import Cli
+from tests.support.enrolled_node import make_enrolled_state
+from tests.support.fake_gateway import SERVER_URL, FakeGateway
 
 pytestmark = pytest.mark.trio
 
@@ -137,28 +139,6 @@ async def test_state_file_fifo_is_refused_without_hanging(
         )
     assert done.returncode == 78, done.stderr
     assert b"state.json is not a regular file" in done.stderr
-
-
-async def test_loose_permissions_are_tightened_by_locking_commands_only(
-    cli: Cli, gateway: FakeGateway, store: StateStore
-) -> None:
-    """A group-writable directory and a world-readable state.json are left alone by the
-    read-only status, and tightened to 0700 and 0600 by run/refresh/enroll before use."""
-    make_enrolled_state(store, gateway)
-    store.directory.chmod(0o777)
-    store.state_path.chmod(0o644)
-    assert (await cli("status")).code == 0
-    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o777
-    assert stat.S_IMODE(store.state_path.stat().st_mode) == 0o644
-    store.prepare(create=False)
-    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
-    assert stat.S_IMODE(store.state_path.stat().st_mode) == 0o600
-    store.directory.chmod(0o775)
-    store.state_path.chmod(0o664)
-    outcome = await cli("refresh")
-    assert outcome.code == 0, outcome
-    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
-    assert stat.S_IMODE(store.state_path.stat().st_mode) == 0o600
 
 
 async def test_state_directory_that_is_a_file_is_refused(cli: Cli, store: StateStore) -> None:

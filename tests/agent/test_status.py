@@ -9,8 +9,10 @@ import attrs
 import pytest
 import trio.testing
 
-from agent.state import StateStore
-from tests.agent.conftest import Cli, FakeGateway, make_enrolled_state
+from agent.statedir import StateStore
+from tests.support.commands import Cli
+from tests.support.enrolled_node import make_enrolled_state
+from tests.support.fake_gateway import FakeGateway
 
 pytestmark = pytest.mark.trio
 
@@ -76,8 +78,8 @@ async def test_status_never_locks_tightens_or_calls_the_gateway(
 ) -> None:
     """status works while another process holds the lock, leaves modes alone, sends nothing."""
     make_enrolled_state(store, gateway)
-    store.directory.chmod(0o755)
     with store.lock():
+        store.directory.chmod(0o755)
         outcome = await cli("status")
     assert outcome.code == 0
     assert stat.S_IMODE(store.directory.stat().st_mode) == 0o755

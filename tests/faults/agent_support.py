@@ -1,80 +1,20 @@
-"""Running ``fleetnode`` commands in process, in virtual time, against the fake gateway of
-tests/agent (the same entry point ``main`` uses: ``execute``), with a chosen wall clock."""
+"""What the Trio fault runs of real agents share: an agent run as ``fleetnode run`` runs it
+(many in one process), the warning httpx's cancelled requests leave behind, and collecting
+it while the test's filter holds."""
 
 from __future__ import annotations
 
-import datetime
 import gc
 import io
-import logging
-import random
-from collections.abc import Callable
 
-import attrs
 import httpx
 import trio
 import trio.testing
 
-from agent import logs
-from agent.__main__ import build_parser, execute
+from agent.daemon import RunOptions, run_node
+from agent.locked import open_locked_state
 from agent.runtime import Runtime
-from agent.state import State, StateStore
-from tests.agent.conftest import ENROLLMENT_CODE, FakeGateway, virtual_wall_clock
-
-
-@attrs.frozen
-class Outcome:
-    code: int | None  # None: still running when the time was up
-    stdout: str
-    stderr: str  # prompts and log lines (text format, info level)
-
-
-async def run_command(
-    store: StateStore,
-    gateway: FakeGateway,
-    *argv: str,
-    seconds: float = float("inf"),
-    wall_clock: Callable[[], datetime.datetime] = virtual_wall_clock,
-    transport: httpx.AsyncBaseTransport | None = None,
-    stdin: str = "",
-) -> Outcome:
-    """``fleetnode --state-dir STORE ARGV...`` for at most ``seconds`` of virtual time."""
-    args = build_parser().parse_args(["--state-dir", str(store.directory), *argv])
-    out, err = io.StringIO(), io.StringIO()
-    root = logging.getLogger()
-    handler = logs.make_handler(err, "text")
-    old_level = root.level
-    root.setLevel(logging.INFO)
-    root.addHandler(handler)
-    runtime = Runtime(
-        stdin=io.StringIO(stdin),
-        stdout=out,
-        stderr=err,
-        transport=transport or gateway.transport,
-        wall_clock=wall_clock,
-        rng=random.Random(11),
-    )
-    code: int | None = None
-    try:
-        with trio.move_on_after(seconds):
-            code = await execute(args, store, runtime)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-    return Outcome(code, out.getvalue(), err.getvalue())
-
-
-def secrets_seen(state: State, gateway: FakeGateway, text: str) -> list[str]:
-    """Which of the node's secrets (api key, private key, every session token the fake
-    issued, the enrollment code) appear in ``text``."""
-    secrets = {
-        "api key": state.api_key,
-        "private key": state.identity_private_key,
-        "enrollment code": ENROLLMENT_CODE,
-    }
-    secrets.update({f"session token {i}": t for i, t in enumerate(gateway.issued_tokens)})
-    return [what for what, value in secrets.items() if value and value in text]
-
+from agent.statedir import StateStore
 
 # httpx does not close its request-body async generator when a request is cancelled
 # mid-send (as shutting agents down does), and Trio warns when it collects one. The
@@ -91,3 +31,18 @@ async def finalize_garbage() -> None:
     the test's warning filter holds (collected later, it would fail another test)."""
     gc.collect()
     await trio.testing.wait_all_tasks_blocked()
+
+
+async def run_agent(
+    store: StateStore,
+    transport: httpx.AsyncBaseTransport,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """One agent, as ``fleetnode run`` runs it (the checks, the lock, ``run_node``), on the
+    real clock, until cancelled: the signals belong to the process, which runs many."""
+    runtime = Runtime(
+        stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(), transport=transport
+    )
+    with open_locked_state(store, api_key_required=True) as node:
+        await run_node(node, RunOptions(), runtime, handle_signals=False, task_status=task_status)

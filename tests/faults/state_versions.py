@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from agent.state import State, StateStore
+from agent.state import State
+from agent.statedir import StateStore
 
 
 def version(n: int) -> State:

@@ -17,9 +17,10 @@ import pytest
 import trio
 import trio.testing
 
-from agent.state import StateStore
-from tests.agent.conftest import FakeGateway, make_enrolled_state, virtual_wall_clock
-from tests.faults.agent_support import Outcome, run_command, secrets_seen
+from agent.statedir import StateStore
+from tests.support.commands import Outcome, run_command, secrets_seen
+from tests.support.enrolled_node import make_enrolled_state
+from tests.support.fake_gateway import FakeGateway, virtual_wall_clock
 
 pytestmark = pytest.mark.trio
 
@@ -82,7 +83,7 @@ async def run_daemon(
         for at, hours in jumps.items():
             nursery.start_soon(jump_at, at, hours)
         outcome = await run_command(
-            store, gateway, "run", seconds=seconds, wall_clock=clock, transport=guarded(gateway)
+            store, guarded(gateway), "run", seed=11, seconds=seconds, wall_clock=clock
         )
         nursery.cancel_scope.cancel()
     return outcome

@@ -1,9 +1,9 @@
 """Fault: the gateway is killed (SIGKILL) under 200 running agents and restarted later.
 
 200 real ``fleetnode run`` processes would not fit on two cores, so one Trio process (this
-test) runs 200 agents made of the daemon's own parts, each with its own state directory and
-its own httpx client: ``SessionKeeper`` and ``HeartbeatTask`` started as ``agent.daemon.run``
-starts them (without its signal watcher, which belongs to a process). A recording transport
+test) runs 200 agents, each with its own state directory and its own httpx client, each
+started as ``fleetnode run`` starts it (``agent.daemon.run_node`` on its locked state, without
+a signal watcher: the signals belong to the process). A recording transport
 notes each acknowledged heartbeat, so the test sees when each agent is back after the
 restart: jitter and backoff must spread them (no thundering herd).
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,16 +21,12 @@ import pytest
 import trio
 
 from agent import logs
-from agent.client import open_gateway_client
-from agent.heartbeat import HeartbeatTask
-from agent.identity import Identity
-from agent.runtime import utc_now
-from agent.session import SessionHolder, SessionKeeper
-from agent.state import State, StateStore
+from agent.state import State
+from agent.statedir import StateStore
 from fleetwire import procedures as p
 from tests.e2e.actors import Gateway, bootstrap
 from tests.e2e.harness import Harness
-from tests.faults.agent_support import CANCELLED_BODY_WARNING, finalize_garbage
+from tests.faults.agent_support import CANCELLED_BODY_WARNING, finalize_garbage, run_agent
 from tests.faults.fleet_http import FLEET_AUTH_LIMITS, enroll_nodes
 
 pytestmark = [
@@ -69,35 +64,6 @@ class RecordingTransport(httpx.AsyncHTTPTransport):
         return response
 
 
-async def run_agent(
-    store: StateStore, transport: httpx.AsyncBaseTransport, *, task_status: trio.TaskStatus[None]
-) -> None:
-    """One agent: what ``agent.daemon.run`` runs inside its lock, but the signal watcher."""
-    state = store.load_enrolled()
-    identity = Identity.from_hex(state.identity_private_key)
-    holder = SessionHolder(state.session)
-    rng = random.SystemRandom()
-    async with open_gateway_client(
-        state.server_url, bearer=holder.bearer, transport=transport
-    ) as client:
-        keeper = SessionKeeper(
-            client=client,
-            store=store,
-            state=state,
-            identity=identity,
-            holder=holder,
-            rng=rng,
-            wall_clock=utc_now,
-        )
-        heartbeats = HeartbeatTask(
-            client=client, holder=holder, rng=rng, wall_clock=utc_now, interval_seconds=None
-        )
-        async with trio.open_nursery() as nursery:
-            await nursery.start(keeper.keep_session_forever)
-            await nursery.start(heartbeats.heartbeat_forever)
-            task_status.started()
-
-
 @attrs.frozen
 class Fleet:
     harness: Harness
@@ -124,7 +90,6 @@ def fleet(tmp_path: Path, database_url: str) -> Iterator[Fleet]:
         stores = []
         for node in nodes:
             store = StateStore(harness.watch_state(tmp_path / "agents" / node.name))
-            store.prepare(create=True)
             store.save(
                 State(
                     server_url=gateway.url,

@@ -25,10 +25,11 @@ import trio
 import trio.testing
 
 from agent.errors import StateNotSaved
-from agent.state import StateStore
-from tests.agent.conftest import FakeGateway, make_enrolled_state, virtual_wall_clock
-from tests.faults.agent_support import run_command, secrets_seen
+from agent.statedir import StateStore
 from tests.faults.state_versions import number, version
+from tests.support.commands import run_command, secrets_seen
+from tests.support.enrolled_node import make_enrolled_state
+from tests.support.fake_gateway import FakeGateway, virtual_wall_clock
 
 KILLS = 200
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +45,6 @@ def test_kill_9_at_random_instants_of_saves_leaves_a_whole_old_or_new_state(
     older than the one before the kill."""
     directory = tmp_path / "state"
     store = StateStore(directory)
-    store.prepare(create=True)
     store.save(version(0))
     rng = random.Random()
     outcomes: collections.Counter[str] = collections.Counter()
@@ -98,10 +98,10 @@ class FullDisk:
         if self.real:
             return StateStore(self.directory)
 
-        def replace(source: str, target: str) -> None:
+        def replace(source: str, target: str, **dir_fds: int) -> None:
             if self.filled[0]:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            os.replace(source, target)
+            os.replace(source, target, **dir_fds)
 
         return StateStore(self.directory, replace=replace)
 
@@ -148,7 +148,6 @@ def test_save_on_a_full_disk_is_a_clear_error_and_keeps_the_old_state(
     """A save on a full disk raises StateNotSaved saying "No space left on device"; the
     old state.json still loads unchanged and no temp file is left behind."""
     store = full_disk.store()
-    store.prepare(create=True)
     store.save(version(1))
     full_disk.fill()
 
@@ -174,7 +173,7 @@ async def test_refresh_on_a_full_disk_exits_78_and_keeps_the_old_state(
     before = make_enrolled_state(store, gateway)
     full_disk.fill()
 
-    outcome = await run_command(store, gateway, "refresh")
+    outcome = await run_command(store, gateway.transport, "refresh", seed=11)
 
     assert outcome.code == 78, outcome.stderr
     assert "No space left on device" in outcome.stderr
@@ -196,7 +195,7 @@ async def test_daemon_keeps_heartbeating_when_its_new_session_cannot_be_saved(
     )
     full_disk.fill()
 
-    outcome = await run_command(store, gateway, "run", seconds=2 * 3600)
+    outcome = await run_command(store, gateway.transport, "run", seed=11, seconds=2 * 3600)
 
     assert outcome.code is None, outcome.stderr
     assert "No space left on device" in outcome.stderr
