@@ -1,6 +1,7 @@
 """A synchronous Connect client of ``FleetNodeAdminService`` over one injected httpx.Client.
 
-Every transport failure is mapped here, once, to :class:`Unreachable`; every
+Headers, error bodies and ``Retry-After`` are read by ``fleetwire.connect_client``, as in
+the agent. Every transport failure is mapped here, once, to :class:`Unreachable`; every
 Connect error answer is a :class:`fleetwire.codes.ConnectError`.
 """
 
@@ -10,8 +11,7 @@ from typing import TypeVar
 
 import httpx
 
-from fleetwire import codec
-from fleetwire.codes import ConnectError
+from fleetwire import codec, connect_client
 from fleetwire.procedures import Procedure
 
 Req = TypeVar("Req")
@@ -22,11 +22,6 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 
 class Unreachable(Exception):
     """The gateway could not be reached, or answered something that is not Connect."""
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
 
 
 class AdminClient:
@@ -40,11 +35,7 @@ class AdminClient:
             response = self._http.post(
                 self._base + procedure.path,
                 content=codec.encode(request),
-                headers={
-                    "Content-Type": "application/json",
-                    "Connect-Protocol-Version": "1",
-                    "Authorization": f"Bearer {self._token}",
-                },
+                headers=connect_client.request_headers(self._token),
             )
         except httpx.HTTPError as exc:
             raise Unreachable(f"cannot reach {self._base}: {type(exc).__name__}") from exc
@@ -53,11 +44,11 @@ class AdminClient:
                 return codec.decode(response.content, procedure.response_type)
             except codec.DecodeError as exc:
                 raise Unreachable(f"{self._base} answered an invalid message: {exc}") from exc
-        if response.is_redirect:
+        if connect_client.is_redirect(response.status_code):
             raise Unreachable(
                 f"{self._base} answered a redirect (HTTP {response.status_code}); "
                 "use the final URL with --server-url"
             )
-        raise ConnectError.from_response(
-            response.status_code, response.content, _retry_after(response)
+        raise connect_client.error_from_response(
+            response.status_code, response.content, response.headers
         )
