@@ -169,10 +169,14 @@ def run(
             raise CtlError(
                 f"--ca-file {args.ca_file}: cannot load it ({exc})", EXIT_CONFIG
             ) from exc
+        # trust_env=False: connection settings never come from the environment (SPEC 5.8).
+        # A proxy from HTTP(S)_PROXY/ALL_PROXY would see the admin token, SSL_CERT_FILE or
+        # SSL_CERT_DIR would silently replace the trust store, and .netrc is not ours to use.
         with httpx.Client(
             verify=verify,
             timeout=REQUEST_TIMEOUT_SECONDS,
             follow_redirects=False,
+            trust_env=False,
             transport=transport,
         ) as http:
             _COMMANDS[args.command](AdminClient(http, server_url, token), args)
