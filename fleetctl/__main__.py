@@ -18,20 +18,25 @@ from typing import NoReturn
 
 import httpx
 
-from fleetctl.client import REQUEST_TIMEOUT_SECONDS, AdminClient, Unreachable
+from fleetctl.client import REQUEST_TIMEOUT_SECONDS, AdminClient
+from fleetctl.errors import (
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigurationError,
+    CtlError,
+    Unreachable,
+    UsageError,
+    describe,
+    exit_code_for,
+)
 from fleetctl.table import render
+from fleetctl.urlrule import check_server_url
 from fleetwire import codec
 from fleetwire import messages as m
 from fleetwire import procedures as p
-from fleetwire.codes import Code, ConnectError
+from fleetwire.codes import ConnectError
 from fleetwire.durations import parse_duration
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 69
-EXIT_REJECTED = 77
-EXIT_CONFIG = 78
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
 
 _CONNECTIVITY = {
@@ -39,12 +44,6 @@ _CONNECTIVITY = {
     "offline": m.Connectivity.CONNECTIVITY_OFFLINE,
     "never-seen": m.Connectivity.CONNECTIVITY_NEVER_SEEN,
 }
-
-
-class CtlError(Exception):
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         "--server-url", help=f"gateway URL (env FLEET_SERVER_URL, default {DEFAULT_SERVER_URL})"
     )
     parser.add_argument("--ca-file", help="PEM bundle of the CA that signed the gateway's cert")
+    parser.add_argument(
+        "--allow-insecure-transport",
+        action="store_true",
+        help="allow plain http to a host that is not loopback (the admin token then crosses "
+        "the network in clear; not for production)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     create = commands.add_parser("create-code", help="mint a one-time enrollment code")
     create.add_argument("--ttl", default="1h", help="validity, 1m..24h (default 1h)")
@@ -74,7 +79,7 @@ def _create_code(client: AdminClient, args: argparse.Namespace) -> None:
     try:
         ttl = parse_duration(args.ttl)
     except ValueError as exc:
-        raise CtlError(f"--ttl: {exc}", EXIT_USAGE) from exc
+        raise UsageError(f"--ttl: {exc}") from exc
     response = client.call(
         p.CREATE_ENROLLMENT_CODE, m.CreateEnrollmentCodeRequest(ttl_seconds=m.Int32(int(ttl)))
     )
@@ -132,43 +137,33 @@ def _revoke(client: AdminClient, args: argparse.Namespace) -> None:
 _COMMANDS = {"create-code": _create_code, "nodes": _nodes, "confirm": _confirm, "revoke": _revoke}
 
 
-def _exit_code_for(error: ConnectError) -> int:
-    if error.code in (Code.UNAUTHENTICATED, Code.PERMISSION_DENIED):
-        return EXIT_REJECTED
-    if error.code in (Code.UNAVAILABLE, Code.RESOURCE_EXHAUSTED, Code.DEADLINE_EXCEEDED):
-        return EXIT_UNAVAILABLE
-    if error.code is Code.INVALID_ARGUMENT:
-        return EXIT_USAGE
-    return EXIT_FAILURE
-
-
 def run(
     argv: Sequence[str],
     environ: Mapping[str, str],
     transport: httpx.BaseTransport | None = None,
 ) -> int:
     """Run one command; ``transport`` is the test seam (None: the network)."""
-    args = _parser().parse_args(argv)
-    server_url = args.server_url or environ.get("FLEET_SERVER_URL") or DEFAULT_SERVER_URL
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error (or --help)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     token = environ.get("FLEET_ADMIN_TOKEN", "").strip()
     try:
+        # Before anything connects: the admin token must not cross a network in clear.
+        server_url = check_server_url(
+            args.server_url or environ.get("FLEET_SERVER_URL") or DEFAULT_SERVER_URL,
+            allow_insecure_transport=args.allow_insecure_transport,
+        )
         if not token:
-            raise CtlError(
-                "no admin token: export FLEET_ADMIN_TOKEN (from fleet-gateway create-admin-token)",
-                EXIT_CONFIG,
-            )
-        if not server_url.startswith(("http://", "https://")):
-            raise CtlError(
-                f"--server-url must start with http:// or https://: {server_url}", EXIT_CONFIG
+            raise ConfigurationError(
+                "no admin token: export FLEET_ADMIN_TOKEN (from fleet-gateway create-admin-token)"
             )
         try:
             verify: ssl.SSLContext | bool = (
                 ssl.create_default_context(cafile=args.ca_file) if args.ca_file else True
             )
         except (OSError, ssl.SSLError) as exc:
-            raise CtlError(
-                f"--ca-file {args.ca_file}: cannot load it ({exc})", EXIT_CONFIG
-            ) from exc
+            raise ConfigurationError(f"--ca-file {args.ca_file}: cannot load it ({exc})") from exc
         # trust_env=False: connection settings never come from the environment (SPEC 5.8).
         # A proxy from HTTP(S)_PROXY/ALL_PROXY would see the admin token, SSL_CERT_FILE or
         # SSL_CERT_DIR would silently replace the trust store, and .netrc is not ours to use.
@@ -180,15 +175,9 @@ def run(
             transport=transport,
         ) as http:
             _COMMANDS[args.command](AdminClient(http, server_url, token), args)
-    except CtlError as exc:
-        print(f"fleetctl: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except ConnectError as exc:
-        print(f"fleetctl: {exc.code.value}: {exc.message}", file=sys.stderr)
-        return _exit_code_for(exc)
-    except Unreachable as exc:
-        print(f"fleetctl: unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    except (CtlError, ConnectError, Unreachable) as exc:
+        print(f"fleetctl: {describe(exc)}", file=sys.stderr)
+        return exit_code_for(exc)
     return EXIT_OK
 
 

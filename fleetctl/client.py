@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import httpx
 
+from fleetctl.errors import Unreachable
 from fleetwire import codec, connect_client
 from fleetwire.procedures import Procedure
 
@@ -18,10 +19,6 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 REQUEST_TIMEOUT_SECONDS = 30.0
-
-
-class Unreachable(Exception):
-    """The gateway could not be reached, or answered something that is not Connect."""
 
 
 class AdminClient:

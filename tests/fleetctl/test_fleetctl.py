@@ -13,7 +13,7 @@ from fleetwire import codec
 from fleetwire import messages as m
 
 TOKEN = "fleetadm_0123abcd_" + "A" * 43
-ENV = {"FLEET_ADMIN_TOKEN": TOKEN, "FLEET_SERVER_URL": "http://gw.test"}
+ENV = {"FLEET_ADMIN_TOKEN": TOKEN, "FLEET_SERVER_URL": "https://gw.test"}
 NOW = datetime.datetime.now(datetime.UTC)
 
 
@@ -120,7 +120,7 @@ def test_unreachable_gateway_exits_69(capsys: pytest.CaptureFixture[str]) -> Non
 
     assert run(["nodes"], ENV, httpx.MockTransport(refuse)) == 69
     err = capsys.readouterr().err
-    assert "cannot reach http://gw.test" in err and "Traceback" not in err
+    assert "cannot reach https://gw.test" in err and "Traceback" not in err
 
 
 def test_bad_ttl_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
