@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from fleetctl.client import AdminClient, Unreachable
+from fleetctl.client import AdminClient
+from fleetctl.errors import Unreachable
 from fleetwire import messages as m
 from fleetwire import procedures as p
 from fleetwire.codes import Code, ConnectError
