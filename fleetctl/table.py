@@ -1,28 +1,38 @@
-"""The fleet table: what ``fleetctl nodes`` prints (and what ``demo`` shows)."""
+"""How fleetctl renders for a terminal: aligned tables, enum labels, times as ages.
+
+Each command module builds its rows of strings; this module knows nothing of nodes or codes.
+"""
 
 from __future__ import annotations
 
 import datetime
+import enum
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from fleetwire import messages as m
 from fleetwire.durations import format_duration
 
-HEADERS = ("ID", "NAME", "STATUS", "FINGERPRINT", "LAST SEEN", "CONNECTIVITY", "SKEW")
+ABSENT = "-"
 
 
-def _label(value: m.FleetNodeEnrollmentStatus | m.Connectivity) -> str:
-    """``CONNECTIVITY_NEVER_SEEN`` -> ``NEVER SEEN``."""
-    prefix = (
-        "FLEET_NODE_ENROLLMENT_STATUS_"
-        if isinstance(value, m.FleetNodeEnrollmentStatus)
-        else "CONNECTIVITY_"
+def render(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """An aligned plain-text table, header first, two spaces between columns."""
+    table = [tuple(headers), *(tuple(row) for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
     )
+
+
+def label(value: enum.Enum) -> str:
+    """A wire enum without its type prefix, in words: ``CONNECTIVITY_NEVER_SEEN`` -> ``NEVER
+    SEEN``. Every wire enum's first member is ``<PREFIX>UNSPECIFIED``, which names the prefix."""
+    prefix = next(iter(type(value).__members__)).removesuffix("UNSPECIFIED")
     return value.name.removeprefix(prefix).replace("_", " ")
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """Names are stored verbatim, but a bidi override or a line separator in one could
     reorder or split the row an operator reads a fingerprint from: show those escaped."""
     return "".join(
@@ -31,39 +41,16 @@ def _printable(text: str) -> str:
     )
 
 
-def _ago(then: datetime.datetime | None, now: datetime.datetime) -> str:
+def ago(then: datetime.datetime | None, now: datetime.datetime) -> str:
+    """``12s ago``; ``never`` when absent. A time ahead of ours (clock skew) is ``0s ago``."""
     if then is None:
         return "never"
     return f"{format_duration(max(0.0, (now - then).total_seconds()))} ago"
 
 
-def _skew(skew_ms: int | None) -> str:
-    if skew_ms is None:
-        return "-"
-    seconds = round(skew_ms / 1000, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
-    return f"{seconds:+.1f}s"
-
-
-def rows(nodes: Iterable[m.FleetNodeSummary], now: datetime.datetime) -> list[tuple[str, ...]]:
-    return [
-        (
-            str(node.fleet_node_id),
-            _printable(node.name),
-            _label(node.enrollment_status),
-            node.identity_fingerprint,
-            _ago(node.last_seen_at, now),
-            _label(node.connectivity),
-            _skew(node.clock_skew_ms),
-        )
-        for node in nodes
-    ]
-
-
-def render(nodes: Iterable[m.FleetNodeSummary], now: datetime.datetime) -> str:
-    """An aligned plain-text table, one line per node, header first."""
-    table = [HEADERS, *rows(nodes, now)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(HEADERS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    )
+def relative(then: datetime.datetime | None, now: datetime.datetime) -> str:
+    """``in 3h`` for the future, ``2h ago`` for the past."""
+    if then is None:
+        return ABSENT
+    seconds = (then - now).total_seconds()
+    return f"in {format_duration(seconds)}" if seconds > 0 else ago(then, now)

@@ -1,9 +1,7 @@
-"""fleetctl against a scripted admin API (its HTTP seam); the real gateway is exercised in e2e."""
+"""fleetctl's errors and exit codes, whatever the command (a scripted admin API behind its
+HTTP seam; the real gateway is exercised in e2e)."""
 
 from __future__ import annotations
-
-import datetime
-import json
 
 import httpx
 import pytest
@@ -11,105 +9,73 @@ import pytest
 from fleetctl.__main__ import run
 from fleetwire import codec
 from fleetwire import messages as m
+from fleetwire.codes import Code
+from tests.fleetctl.scripted import ENV, ScriptedAdmin, error, fleetctl, node
 
-TOKEN = "fleetadm_0123abcd_" + "A" * 43
-ENV = {"FLEET_ADMIN_TOKEN": TOKEN, "FLEET_SERVER_URL": "http://gw.test"}
-NOW = datetime.datetime.now(datetime.UTC)
-
-
-def node(node_id: int, **fields: object) -> m.FleetNodeSummary:
-    return m.FleetNodeSummary(
-        fleet_node_id=m.Int64(node_id),
-        name=f"node-{node_id}",
-        enrollment_status=m.FleetNodeEnrollmentStatus.FLEET_NODE_ENROLLMENT_STATUS_CONFIRMED,
-        identity_fingerprint="00112233aabbccdd",
-        created_at=NOW,
-        **fields,  # type: ignore[arg-type]
-    )
-
-
-class ScriptedAdmin:
-    """Answers ListFleetNodes in pages of two and records every request."""
-
-    def __init__(self, nodes: list[m.FleetNodeSummary]) -> None:
-        self.nodes = nodes
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return httpx.Response(
-                401, json={"code": "unauthenticated", "message": "invalid admin token"}
-            )
-        if request.url.path.endswith("/ListFleetNodes"):
-            listing = codec.decode(request.content, m.ListFleetNodesRequest)
-            start = int(listing.page_token or 0)
-            page = self.nodes[start : start + 2]
-            more = start + 2 < len(self.nodes)
-            body = m.ListFleetNodesResponse(tuple(page), str(start + 2) if more else "")
-            return httpx.Response(200, content=codec.encode(body))
-        if request.url.path.endswith("/RevokeFleetNode"):
-            return httpx.Response(
-                404, json={"code": "not_found", "message": "fleet node not found"}
-            )
-        return httpx.Response(404, json={"code": "unimplemented"})
+# One command per family, each answered by the same Connect error.
+COMMANDS = {
+    "GetFleetSummary": ["summary"],
+    "ListFleetNodes": ["nodes"],
+    "ListEnrollmentCodes": ["codes"],
+    "CreateEnrollmentCode": ["create-code"],
+    "RevokeEnrollmentCode": ["revoke-code", "3"],
+    "ListFleetNodeEvents": ["events"],
+    "ConfirmFleetNode": ["confirm", "4"],
+    "RevokeFleetNode": ["revoke", "4"],
+}
 
 
-def test_nodes_json_follows_every_page(capsys: pytest.CaptureFixture[str]) -> None:
-    """`nodes --json` follows nextPageToken to the end and prints every node once."""
-    admin = ScriptedAdmin([node(i) for i in range(5, 0, -1)])
-    assert run(["nodes", "--json"], ENV, httpx.MockTransport(admin)) == 0
-    listed = json.loads(capsys.readouterr().out)["fleetNodes"]
-    assert [item["fleetNodeId"] for item in listed] == ["5", "4", "3", "2", "1"]
-    assert len(admin.requests) == 3
-
-
-def test_nodes_table_shows_age_connectivity_and_skew(capsys: pytest.CaptureFixture[str]) -> None:
-    """The table shows last seen as an age, connectivity in words and the clock skew."""
-    seen = node(
-        7,
-        last_seen_at=datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=12),
-        connectivity=m.Connectivity.CONNECTIVITY_ONLINE,
-        clock_skew_ms=m.Int64(-1500),
-    )
-    never = node(8, connectivity=m.Connectivity.CONNECTIVITY_NEVER_SEEN)
-    assert run(["nodes"], ENV, httpx.MockTransport(ScriptedAdmin([never, seen]))) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == [
-        "ID",
-        "NAME",
-        "STATUS",
-        "FINGERPRINT",
-        "LAST",
-        "SEEN",
-        "CONNECTIVITY",
-        "SKEW",
-    ]
-    assert "NEVER SEEN" in lines[1] and "never" in lines[1]
-    assert "ONLINE" in lines[2] and "-1.5s" in lines[2]
-    # 12 s old when listed; a slow machine may take a few seconds more to print it.
-    assert any(f"{age}s ago" in lines[2] for age in range(12, 20))
-
-
-def test_connect_error_is_printed_with_its_code(capsys: pytest.CaptureFixture[str]) -> None:
-    """A Connect error prints its code and message and exits non-zero."""
-    assert run(["revoke", "42"], ENV, httpx.MockTransport(ScriptedAdmin([]))) == 1
-    assert capsys.readouterr().err.strip() == "fleetctl: not_found: fleet node not found"
+@pytest.mark.parametrize(
+    ("code", "exit_code"),
+    [
+        (Code.UNAUTHENTICATED, 77),
+        (Code.PERMISSION_DENIED, 77),
+        (Code.INVALID_ARGUMENT, 2),
+        (Code.NOT_FOUND, 1),
+        (Code.FAILED_PRECONDITION, 1),
+        (Code.UNIMPLEMENTED, 1),
+        (Code.INTERNAL, 1),
+        (Code.UNAVAILABLE, 69),
+        (Code.RESOURCE_EXHAUSTED, 69),
+        (Code.DEADLINE_EXCEEDED, 69),
+    ],
+)
+@pytest.mark.parametrize("method", list(COMMANDS))
+def test_connect_error_prints_code_and_message_and_maps_to_an_exit_code(
+    method: str, code: Code, exit_code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every command prints `fleetctl: <code>: <message>` for a Connect error and exits with
+    the code's exit status (77 rejected, 2 invalid, 69 unavailable, 1 otherwise)."""
+    admin = ScriptedAdmin()
+    admin.fail(method, error(code, "the gateway says no"))
+    assert fleetctl(COMMANDS[method], admin) == exit_code
+    captured = capsys.readouterr()
+    assert captured.err == f"fleetctl: {code.value}: the gateway says no\n"
+    assert captured.out == ""
+    assert [name for name, _ in admin.calls] == [method]
 
 
 def test_rejected_token_exits_77(capsys: pytest.CaptureFixture[str]) -> None:
     """An admin token the gateway rejects exits 77 and says unauthenticated."""
     env = {**ENV, "FLEET_ADMIN_TOKEN": "fleetadm_bad"}
-    assert run(["nodes"], env, httpx.MockTransport(ScriptedAdmin([]))) == 77
-    assert "unauthenticated" in capsys.readouterr().err
+    assert fleetctl(["nodes"], ScriptedAdmin(), env) == 77
+    assert capsys.readouterr().err == "fleetctl: unauthenticated: invalid admin token\n"
 
 
 def test_missing_token_is_a_configuration_error(capsys: pytest.CaptureFixture[str]) -> None:
     """Without FLEET_ADMIN_TOKEN nothing is sent and the message says what to export."""
-    admin = ScriptedAdmin([])
-    assert run(["nodes"], {}, httpx.MockTransport(admin)) == 78
+    admin = ScriptedAdmin()
+    assert fleetctl(["nodes"], admin, {}) == 78
     assert "FLEET_ADMIN_TOKEN" in capsys.readouterr().err
-    assert admin.requests == []
+    assert admin.calls == []
+
+
+def test_unreadable_ca_file_is_a_configuration_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A --ca-file that cannot be loaded exits 78 naming it, before any request."""
+    admin = ScriptedAdmin()
+    assert fleetctl(["--ca-file", "/nonexistent/ca.pem", "nodes"], admin) == 78
+    assert "--ca-file /nonexistent/ca.pem: cannot load it" in capsys.readouterr().err
+    assert admin.calls == []
 
 
 def test_unreachable_gateway_exits_69(capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,22 +86,52 @@ def test_unreachable_gateway_exits_69(capsys: pytest.CaptureFixture[str]) -> Non
 
     assert run(["nodes"], ENV, httpx.MockTransport(refuse)) == 69
     err = capsys.readouterr().err
-    assert "cannot reach http://gw.test" in err and "Traceback" not in err
+    assert err == "fleetctl: unavailable: cannot reach https://gw.test: ConnectError\n"
 
 
-def test_bad_ttl_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    """An unparseable --ttl exits 2 before any request."""
-    admin = ScriptedAdmin([])
-    assert run(["create-code", "--ttl", "soon"], ENV, httpx.MockTransport(admin)) == 2
-    assert admin.requests == []
+def test_an_answer_that_is_not_the_message_exits_69(capsys: pytest.CaptureFixture[str]) -> None:
+    """A 200 whose body is not the expected message is reported, not a traceback."""
+    admin = ScriptedAdmin()
+    admin.fail("GetFleetSummary", httpx.Response(200, content=b'{"online": "many"}'))
+    assert fleetctl(["summary"], admin) == 69
+    assert "answered an invalid message: online: must be an integer" in capsys.readouterr().err
 
 
-def test_table_escapes_characters_that_could_spoof_a_row(
+def test_a_page_token_that_does_not_advance_ends_the_listing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A name with a right-to-left override or a line separator is shown escaped, on one row."""
-    spoof = m.FleetNodeSummary(fleet_node_id=m.Int64(9), name="evil\u202edcba\u2028x")
-    assert run(["nodes"], ENV, httpx.MockTransport(ScriptedAdmin([spoof]))) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2
-    assert "evil\\u202edcba\\u2028x" in lines[1]
+    """A gateway that answers the page token it was given cannot keep fleetctl paging."""
+    admin = ScriptedAdmin()
+    stuck = m.ListFleetNodesResponse((node(1),), next_page_token="same")
+    admin.fail(
+        "ListFleetNodes",
+        httpx.Response(200, content=codec.encode(stuck)),
+        httpx.Response(200, content=codec.encode(stuck)),
+    )
+    assert fleetctl(["nodes"], admin) == 69
+    assert "answered a page that does not advance" in capsys.readouterr().err
+    assert len(admin.calls) == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["confirm", "0"],
+        ["revoke", "-3"],
+        ["revoke", "9223372036854775808"],
+        ["revoke-code", "x"],
+        ["events", "--node", "0"],
+        ["events", "--after", "-1"],
+        ["nodes", "--connectivity", "asleep"],
+        [],
+        ["frobnicate"],
+    ],
+)
+def test_bad_arguments_are_usage_errors_before_any_request(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An id out of int64's positive range, an unknown choice or command exits 2, no call."""
+    admin = ScriptedAdmin()
+    assert fleetctl(argv, admin) == 2
+    assert admin.calls == []
+    assert "usage: fleetctl" in capsys.readouterr().err
