@@ -64,6 +64,7 @@ class NotifyListener:
         self._keepalive_seconds = keepalive_seconds
         self.connects = _Tally()  # LISTEN connections established
         self.invalidations = _Tally()  # notifications applied
+
     async def listen_forever(self) -> NoReturn:
         delay = RECONNECT_DELAY_SECONDS
         while True:
