@@ -1,4 +1,5 @@
-"""The operator-facing services (SPEC 2.2, 3.3, 3.5): codes, listing, confirm and revoke.
+"""The operator-facing services (SPEC 2.2, 3.3, 3.5): listing, confirm and revoke (codes:
+``gateway.codes``).
 Everything is scoped to the token's organization: another organization's node id
 behaves exactly like one that does not exist.
 """
@@ -13,7 +14,6 @@ from fleetwire import messages as m
 from gateway import secrets as s
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.enrollment import Enrollment
 from gateway.errors import FailedPrecondition, NotFound, PermissionDenied
 from gateway.paging import decode_page_token, encode_page_token
 from gateway.principals import AdminPrincipal, Role
@@ -75,14 +75,12 @@ class Admin:
         self,
         nodes: NodeStore,
         enrollments: EnrollmentStore,
-        enrollment: Enrollment,
         config: Config,
         clock: Clock,
         on_revoked: Callable[[int], None],
     ) -> None:
         self._nodes = nodes
         self._enrollments = enrollments
-        self._enrollment = enrollment
         self._config = config
         self._clock = clock
         self._on_revoked = on_revoked
@@ -91,18 +89,6 @@ class Admin:
     def _require_admin(p: AdminPrincipal) -> None:
         if p.role is not Role.ADMIN:
             raise PermissionDenied(NEEDS_ADMIN)
-
-    async def create_code(
-        self, p: AdminPrincipal, req: m.CreateEnrollmentCodeRequest
-    ) -> m.CreateEnrollmentCodeResponse:
-        self._require_admin(p)
-        ttl = req.ttl_seconds if req.ttl_seconds is not None else m.DEFAULT_CODE_TTL_SECONDS
-        new = await self._enrollment.create_code(p.org_id, p.token_id, float(ttl))
-        return m.CreateEnrollmentCodeResponse(
-            code=new.code,
-            expires_at=new.expires_at,
-            pending_enrollment_id=m.Int64(new.pending_enrollment_id),
-        )
 
     async def list_nodes(
         self, p: AdminPrincipal, req: m.ListFleetNodesRequest

@@ -98,6 +98,7 @@ def unimplemented(procedure: Procedure[Req, Resp], auth: AuthKind) -> Rpc[Req, R
 def rpc_table(services: Services) -> tuple[Rpc[Any, Any], ...]:
     """Every procedure of both services (SPEC 2.1, 2.2)."""
     enrollment, auth, admin = services.enrollment, services.auth, services.admin
+    codes = services.codes
     return (
         public(p.REGISTER, enrollment.register, limit=Limit.AUTH),
         public(p.BEGIN_AUTH_HANDSHAKE, auth.begin, limit=Limit.AUTH),
@@ -105,13 +106,13 @@ def rpc_table(services: Services) -> tuple[Rpc[Any, Any], ...]:
         for_node(p.UPLOAD_HEARTBEAT, services.heartbeats.record, limit=Limit.HEARTBEAT),
         unimplemented(p.UPLOAD_TELEMETRY, AuthKind.NODE),
         unimplemented(p.UPLOAD_EVENTS, AuthKind.NODE),
-        for_admin(p.CREATE_ENROLLMENT_CODE, admin.create_code),
+        for_admin(p.CREATE_ENROLLMENT_CODE, codes.create_code),
         for_admin(p.LIST_FLEET_NODES, admin.list_nodes),
         for_admin(p.CONFIRM_FLEET_NODE, admin.confirm),
         for_admin(p.REVOKE_FLEET_NODE, admin.revoke),
+        for_admin(p.LIST_ENROLLMENT_CODES, codes.list_codes),
+        for_admin(p.REVOKE_ENROLLMENT_CODE, codes.revoke_code),
         # Declared in fleetwire, served once their issues land.
-        unimplemented(p.LIST_ENROLLMENT_CODES, AuthKind.ADMIN),
-        unimplemented(p.REVOKE_ENROLLMENT_CODE, AuthKind.ADMIN),
         unimplemented(p.LIST_FLEET_NODE_EVENTS, AuthKind.ADMIN),
         unimplemented(p.GET_FLEET_SUMMARY, AuthKind.ADMIN),
     )

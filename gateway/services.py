@@ -21,6 +21,7 @@ import attrs
 from gateway.admin import Admin
 from gateway.auth import Auth
 from gateway.clock import Clock, utc_now
+from gateway.codes import EnrollmentCodes
 from gateway.config import Config
 from gateway.enrollment import Enrollment
 from gateway.errors import DatabaseFault, Unavailable
@@ -68,6 +69,7 @@ class Services:
     """What the HTTP layer calls."""
 
     enrollment: Enrollment
+    codes: EnrollmentCodes
     auth: Auth
     heartbeats: Heartbeats
     admin: Admin
@@ -102,6 +104,11 @@ class _PushChannel:
     def revoked(self, node_id: int) -> None:
         """This replica forgets a node it revoked at once (the others through NOTIFY)."""
         self.invalidate(Invalidation(InvalidationKind.REVOKE, node_id))
+
+    def rekeyed(self, node_id: int) -> None:
+        """A retried Register replaced the node's api key: this replica drops its sessions
+        at once (the others through NOTIFY)."""
+        self.invalidate(Invalidation(InvalidationKind.SESSION, node_id))
 
 
 @contextlib.asynccontextmanager
@@ -139,14 +146,12 @@ async def open_services(
         await stack.enter_async_context(
             open_sweeper(store.housekeeping, clock, config.sweep_interval_seconds, watch)
         )
-        enrollment = Enrollment(store.enrollment, metrics, clock)
         yield Services(
-            enrollment=enrollment,
+            enrollment=Enrollment(store.registration, metrics, clock, on_rekeyed=push.rekeyed),
+            codes=EnrollmentCodes(store.codes, clock),
             auth=Auth(store.credentials, config, metrics, cache, clock),
             heartbeats=Heartbeats(writer, config, metrics, clock),
-            admin=Admin(
-                store.nodes, store.enrollment, enrollment, config, clock, on_revoked=push.revoked
-            ),
+            admin=Admin(store.nodes, store.enrollment, config, clock, on_revoked=push.revoked),
             readiness=Readiness(store.database, watch, metrics),
             listener=listener,
             writer=writer,

@@ -79,7 +79,7 @@ def create_admin_token(db: BenchDatabase) -> str:
 
 
 async def _enroll_one(rt: Services, admin: AdminPrincipal, name: str, keep: bool) -> SeededNode:
-    code = await rt.admin.create_code(admin, m.CreateEnrollmentCodeRequest())
+    code = await rt.codes.create_code(admin, m.CreateEnrollmentCodeRequest())
     key = nacl.signing.SigningKey.generate()
     pubkey = bytes(key.verify_key)
     registered = await rt.enrollment.register(

@@ -1,16 +1,13 @@
-"""Enrollment codes, Register and Confirm (SPEC 3.1-3.3).
+"""Confirm (SPEC 3.3); Register is ``gateway.store.registration``, codes ``gateway.store.codes``.
 
-``pending_enrollments.status``: OPEN -> BOUND (Register) -> CONFIRMED (Confirm) |
-CANCELLED (Revoke) | EXPIRED (sweeper); OPEN -> EXPIRED (sweeper).
+``pending_enrollments.status`` of a confirmation code: OPEN -> BOUND (Register) -> CONFIRMED
+(Confirm) | CANCELLED (Revoke) | EXPIRED (sweeper); OPEN -> EXPIRED (sweeper).
 """
 
 from __future__ import annotations
 
 import datetime
 
-import psycopg2.errors
-
-from gateway.errors import NameOrKeyInUse
 from gateway.store.pool import Database
 from gateway.store.records import ConfirmOutcome, NodeStatus
 
@@ -18,84 +15,6 @@ from gateway.store.records import ConfirmOutcome, NodeStatus
 class EnrollmentStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    async def insert_code(
-        self,
-        org_id: int,
-        token_id: int,
-        code_hash: bytes,
-        now: datetime.datetime,
-        expires_at: datetime.datetime,
-    ) -> int:
-        """A new open code; its id (the pending enrollment's)."""
-        row = await self._db.one(
-            """
-            INSERT INTO pending_enrollments
-                (org_id, code_hash, created_by_token_id, created_at, expires_at)
-            VALUES (%s, %s, %s, %s, %s)
-            RETURNING id
-            """,
-            (org_id, code_hash, token_id, now, expires_at),
-        )
-        assert row is not None
-        return int(row[0])
-
-    async def register_node(
-        self,
-        code_hash: bytes,
-        now: datetime.datetime,
-        name: str,
-        pubkey: bytes,
-        fingerprint: str,
-    ) -> int | None:
-        """Create the node and bind the code in one transaction; the node id, or None when
-        the code is unknown, used or expired. A live node with this key or name raises
-        ``NameOrKeyInUse`` and rolls back, so the code stays usable."""
-        async with self._db.cursor() as cur:
-            try:
-                async with cur.begin():
-                    # FOR UPDATE serialises concurrent Registers of one code; the loser
-                    # re-reads status and finds the code bound.
-                    await cur.execute(
-                        """
-                        SELECT id, org_id FROM pending_enrollments
-                        WHERE code_hash = %s AND status = 'OPEN' AND expires_at > %s
-                        FOR UPDATE
-                        """,
-                        (code_hash, now),
-                    )
-                    code = await cur.fetchone()
-                    if code is None:
-                        return None
-                    enrollment_id, org_id = code
-                    await cur.execute(
-                        """
-                        INSERT INTO fleet_nodes
-                            (org_id, name, identity_pubkey, identity_fingerprint, status,
-                             created_at)
-                        VALUES (%s, %s, %s, %s, %s, %s)
-                        RETURNING id
-                        """,
-                        (
-                            org_id,
-                            name,
-                            pubkey,
-                            fingerprint,
-                            NodeStatus.AWAITING_CONFIRMATION.value,
-                            now,
-                        ),
-                    )
-                    (node_id,) = await cur.fetchone()
-                    await cur.execute(
-                        """
-                        UPDATE pending_enrollments SET status = 'BOUND', fleet_node_id = %s
-                        WHERE id = %s
-                        """,
-                        (node_id, enrollment_id),
-                    )
-                    return int(node_id)
-            except psycopg2.errors.UniqueViolation as exc:
-                raise NameOrKeyInUse() from exc
 
     async def confirm_node(
         self, org_id: int, node_id: int, now: datetime.datetime, key_hash: bytes

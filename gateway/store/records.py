@@ -34,6 +34,22 @@ class ConnectivityFilter(enum.Enum):
     NEVER_SEEN = 3
 
 
+class CodeState(enum.Enum):
+    """An enrollment code as operators see it, computed when read (SPEC 3.9)."""
+
+    OPEN = "open"
+    USED_UP = "used_up"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class RegisterOutcome(enum.Enum):
+    REGISTERED = "registered"  # a new node (a use consumed)
+    RETRIED = "retried"  # the node this code and key registered before (no use consumed)
+    INVALID_CODE = "invalid_code"  # unknown, used up, expired or revoked
+    SIGNATURE_REQUIRED = "signature_required"  # a pre-approved code without a signature
+
+
 class ConfirmOutcome(enum.Enum):
     CONFIRMED = "confirmed"
     NOT_FOUND = "not_found"
@@ -94,6 +110,29 @@ class NodeRecord:
     created_at: datetime.datetime
     last_seen_at: datetime.datetime | None
     clock_skew_ms: int | None
+
+
+@attrs.frozen
+class Registration:
+    """What Register did: for REGISTERED and RETRIED the node, and whether its code was
+    pre-approved (then the node is confirmed and holds the api key Register offered)."""
+
+    outcome: RegisterOutcome
+    fleet_node_id: int = 0
+    pre_approved: bool = False
+
+
+@attrs.frozen
+class CodeRecord:
+    """An enrollment code as listed (never the code or its hash)."""
+
+    pending_enrollment_id: int
+    created_at: datetime.datetime
+    expires_at: datetime.datetime
+    pre_approved: bool
+    max_uses: int
+    uses: int
+    state: CodeState
 
 
 @attrs.frozen

@@ -7,18 +7,22 @@ from collections.abc import AsyncIterator, Callable
 
 import attrs
 
+from gateway.store.codes import CodeStore
 from gateway.store.credentials import CredentialStore
 from gateway.store.enrollment import EnrollmentStore
 from gateway.store.housekeeping import Housekeeping
 from gateway.store.last_seen import LastSeenStore
 from gateway.store.nodes import NodeStore
 from gateway.store.pool import Database, open_database
+from gateway.store.registration import RegistrationStore
 
 
 @attrs.frozen
 class Store:
     database: Database
     enrollment: EnrollmentStore
+    registration: RegistrationStore
+    codes: CodeStore
     credentials: CredentialStore
     nodes: NodeStore
     last_seen: LastSeenStore
@@ -43,6 +47,8 @@ async def open_store(
         yield Store(
             database=db,
             enrollment=EnrollmentStore(db),
+            registration=RegistrationStore(db),
+            codes=CodeStore(db),
             credentials=CredentialStore(db),
             nodes=NodeStore(db),
             last_seen=LastSeenStore(db),

@@ -51,9 +51,9 @@ ALLOWED: dict[Procedure[Any, Any], set[str]] = {
     p.LIST_FLEET_NODES: {"ok", "invalid_argument"},
     p.CONFIRM_FLEET_NODE: {"not_found", "invalid_argument"},
     p.REVOKE_FLEET_NODE: {"not_found", "invalid_argument"},
+    p.LIST_ENROLLMENT_CODES: {"ok", "invalid_argument"},
+    p.REVOKE_ENROLLMENT_CODE: {"not_found", "invalid_argument"},
     # Declared in fleetwire, served by the gateway once their issues land.
-    p.LIST_ENROLLMENT_CODES: {"unimplemented"},
-    p.REVOKE_ENROLLMENT_CODE: {"unimplemented"},
     p.LIST_FLEET_NODE_EVENTS: {"unimplemented"},
     p.GET_FLEET_SUMMARY: {"unimplemented"},
 }

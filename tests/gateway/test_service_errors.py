@@ -234,7 +234,7 @@ async def test_viewer_may_only_list(harness: Harness, org: Org) -> None:
     with pytest.raises(PermissionDenied):
         await admin.revoke(org.viewer, m.RevokeFleetNodeRequest(fleet_node_id=node_id))
     with pytest.raises(PermissionDenied):
-        await admin.create_code(org.viewer, m.CreateEnrollmentCodeRequest())
+        await harness.services.codes.create_code(org.viewer, m.CreateEnrollmentCodeRequest())
 
 
 async def test_other_orgs_node_is_not_found(harness: Harness, org: Org, database_url: str) -> None:

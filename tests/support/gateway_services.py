@@ -99,7 +99,7 @@ def sign(key: nacl.signing.SigningKey, challenge: bytes) -> bytes:
 
 
 async def new_code(services: Services, org: Org, ttl_seconds: int | None = None) -> str:
-    reply = await services.admin.create_code(
+    reply = await services.codes.create_code(
         org.admin, m.CreateEnrollmentCodeRequest(ttl_seconds=ttl_seconds)
     )
     return reply.code
