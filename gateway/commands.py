@@ -1,18 +1,24 @@
 """The production commands of ``fleet-gateway`` (SPEC 6.2, 3.6, 8): serve, init-db,
-create-org, create-admin-token. Each returns its exit code; ``__main__`` runs them."""
+create-org, create-admin-token, list-admin-tokens, revoke-admin-token. Each returns its exit
+code; ``__main__`` runs them."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import logging
 import sys
 
+from fleetwire.codec import format_timestamp
+from fleetwire.validators import INT64_MAX
 from gateway import secrets, server
 from gateway.cli_config import Command, Invocation
 from gateway.config import ConfigError
 from gateway.errors import NotFound, Unavailable
 from gateway.principals import Role
 from gateway.store import oneshot, schema
+from gateway.store.records import AdminTokenSummary
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +121,79 @@ async def _create_admin_token(invocation: Invocation) -> int:
     return EXIT_OK
 
 
+def _list_tokens_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--org", required=True, metavar="NAME", help="organization name")
+    parser.add_argument(
+        "--json", action="store_true", help='print {"adminTokens": [...]} (ids as strings)'
+    )
+
+
+def token_json(token: AdminTokenSummary) -> dict[str, str]:
+    """One token in the API's JSON style: int64 id as a string, RFC 3339 times, an absent
+    revocation omitted."""
+    entry = {
+        "id": str(token.token_id),
+        "role": token.role.value,
+        "label": token.label,
+        "createdAt": format_timestamp(token.created_at),
+    }
+    if token.revoked_at is not None:
+        entry["revokedAt"] = format_timestamp(token.revoked_at)
+    return entry
+
+
+def token_table(tokens: list[AdminTokenSummary]) -> str:
+    rows = [("ID", "ROLE", "LABEL", "CREATED", "REVOKED")]
+    for token in tokens:
+        entry = token_json(token)
+        # A label is free text: control characters are shown escaped, never interpreted
+        # by the operator's terminal.
+        label = "".join(c if c.isprintable() else repr(c)[1:-1] for c in entry["label"]) or "-"
+        rows.append(
+            (entry["id"], entry["role"], label, entry["createdAt"], entry.get("revokedAt", "-"))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+async def _list_admin_tokens(invocation: Invocation) -> int:
+    args = invocation.args
+    tokens = await oneshot.list_admin_tokens(invocation.config.database_url, args.org)
+    if tokens is None:
+        raise NotFound(f"organization {args.org!r} not found")
+    if args.json:
+        print(json.dumps({"adminTokens": [token_json(t) for t in tokens]}), flush=True)
+    else:
+        print(token_table(tokens), flush=True)
+    return EXIT_OK
+
+
+def _token_id(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= INT64_MAX:
+        raise argparse.ArgumentTypeError(f"not an admin token id: {text!r}")
+    return int(text)
+
+
+def _revoke_token_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "token_id", type=_token_id, metavar="ID", help="the id list-admin-tokens shows"
+    )
+
+
+async def _revoke_admin_token(invocation: Invocation) -> int:
+    token_id = invocation.args.token_id
+    now = datetime.datetime.now(datetime.UTC)
+    if not await oneshot.revoke_admin_token(invocation.config.database_url, token_id, now):
+        raise NotFound(f"admin token {token_id} not found")
+    # Admin tokens are checked against the database on every call: every replica refuses
+    # this one from its next call on.
+    print(f"revoked admin token {token_id}", flush=True)
+    return EXIT_OK
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("serve", "serve the node and admin APIs", _serve),
     Command(
@@ -134,5 +213,17 @@ COMMANDS: tuple[Command, ...] = (
         "create an admin token and print it once",
         _create_admin_token,
         _token_arguments,
+    ),
+    Command(
+        "list-admin-tokens",
+        "list an organization's admin tokens (never the tokens themselves)",
+        _list_admin_tokens,
+        _list_tokens_arguments,
+    ),
+    Command(
+        "revoke-admin-token",
+        "revoke an admin token (idempotent); every replica refuses it at its next call",
+        _revoke_admin_token,
+        _revoke_token_arguments,
     ),
 )

@@ -69,6 +69,17 @@ class AdminTokenRecord:
 
 
 @attrs.frozen
+class AdminTokenSummary:
+    """An admin token as ``list-admin-tokens`` shows it (never the token or its hash)."""
+
+    token_id: int
+    role: Role
+    label: str
+    created_at: datetime.datetime
+    revoked_at: datetime.datetime | None
+
+
+@attrs.frozen
 class ApiKeyRecord:
     """A live api key of a live, confirmed node."""
 
