@@ -58,6 +58,20 @@ def heartbeat_interval(text: str) -> float:
     return seconds
 
 
+def enroll_timeout(text: str) -> float:
+    """A DURATION of 0 or more (``10m``; a bare number is seconds; 0: a single attempt)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"must be a duration of 0 or more, got {text!r}")
+    return seconds
+
+
 def _global_options(defaults: bool) -> argparse.ArgumentParser:
     # The same options work before and after the command; SUPPRESS keeps a value given
     # before the command from being reset by the subcommand's defaults.
@@ -96,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_enroll = commands.add_parser(
         "enroll",
         parents=[common],
-        help="register this node with a gateway (code and api key read from stdin)",
+        help="register this node with a gateway (code and api key read from stdin, or the "
+        "code from --code-file)",
     )
     p_enroll.add_argument("--server-url", required=True, help="the gateway, https://host[:port]")
     p_enroll.add_argument("--name", help="node name (default: the host name)")
@@ -107,6 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow plain http to a non-loopback host (not for production)",
     )
     p_enroll.add_argument("--ca-file", metavar="PEM", help="CA bundle to verify the gateway")
+    p_enroll.add_argument(
+        "--code-file",
+        type=Path,
+        metavar="PATH",
+        help="read the enrollment code from this file (yours, mode 0600) instead of stdin; "
+        "with a pre-approved code enroll then needs no input at all",
+    )
+    p_enroll.add_argument(
+        "--enroll-timeout",
+        type=enroll_timeout,
+        default=enroll.DEFAULT_ENROLL_TIMEOUT_SECONDS,
+        metavar="DURATION",
+        help="keep retrying Register and the handshake through outages and rate limits "
+        "this long before exiting 69 (default 10m)",
+    )
 
     commands.add_parser(
         "refresh",
@@ -148,6 +178,8 @@ async def _dispatch(args: argparse.Namespace, store: StateStore, runtime: Runtim
             force=args.force,
             allow_insecure_transport=args.allow_insecure_transport,
             ca_file=args.ca_file,
+            code_file=args.code_file,
+            enroll_timeout_seconds=args.enroll_timeout,
         )
         await enroll.enroll(store, options, runtime)
     elif args.command == "refresh":

@@ -15,7 +15,7 @@ from typing import TypeVar
 import httpx
 import trio
 
-from agent.errors import ConfigurationError, ProtocolError, Rejected, Transient
+from agent.errors import ConfigurationError, ProtocolError, Rejected, TlsFailure, Transient
 from fleetwire import codec
 from fleetwire.codes import Code
 from fleetwire.connect_client import error_from_response, is_redirect, request_headers
@@ -58,8 +58,23 @@ class GatewayClient:
                 f"{procedure.method}: no answer within {REQUEST_TIMEOUT_SECONDS:.0f} s"
             ) from exc
         except httpx.TransportError as exc:
-            raise Transient(f"{procedure.method}: {_describe_transport_error(exc)}") from exc
+            reason = f"{procedure.method}: {_describe_transport_error(exc)}"
+            if _tls_failure(exc):
+                raise TlsFailure(reason) from exc
+            raise Transient(reason) from exc
         return _read_response(procedure, response)
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Whether an ``ssl`` error (e.g. certificate verification) lies under ``exc``."""
+    cause: BaseException | None = exc
+    for _ in range(16):  # a bounded walk: exception chains can loop
+        if cause is None:
+            return False
+        if isinstance(cause, ssl.SSLError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _describe_transport_error(exc: httpx.TransportError) -> str:

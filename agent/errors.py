@@ -14,8 +14,10 @@ Hierarchy (``__main__`` turns each into an exit code of SPEC 5.9)::
     ├── GatewayUnavailable          69: a one-shot command met a Transient failure
     └── GatewayError                anything the gateway call produced
         ├── Transient               69 for one-shot commands; ``run`` backs off and retries.
-        │                           network, timeouts, 3xx (never followed), 5xx, 429.
-        │                           ``retry_after_seconds`` mirrors Retry-After.
+        │   │                       network, timeouts, 3xx (never followed), 5xx, 429.
+        │   │                       ``retry_after_seconds`` mirrors Retry-After.
+        │   └── TlsFailure          the TLS handshake failed (e.g. an untrusted certificate):
+        │                           ``enroll`` exits 69 at once instead of retrying
         ├── Rejected                a Connect error that is not transient (``code``,
         │   │                       ``message``); callers decide what it means for them.
         │   └── HandshakeFailed     a handshake step refused in a way that beginning
@@ -90,6 +92,11 @@ class Transient(GatewayError):
     def __init__(self, reason: str, retry_after_seconds: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after_seconds = retry_after_seconds
+
+
+class TlsFailure(Transient):
+    """The TLS handshake with the gateway failed: a configuration problem more often than
+    an outage, so a one-shot command does not spend its retry time on it."""
 
 
 class Rejected(GatewayError):

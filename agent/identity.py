@@ -1,4 +1,4 @@
-"""The node's ed25519 identity key: generation, storage form, challenge signing.
+"""The node's ed25519 identity key: generation, storage form, what it signs.
 
 What is signed and the fingerprint rule are the protocol's (:mod:`fleetwire.identity`).
 """
@@ -43,3 +43,7 @@ class Identity:
 
     def sign_challenge(self, challenge: bytes) -> bytes:
         return self.signing_key.sign(wire_identity.auth_message(challenge)).signature
+
+    def sign_registration(self, enrollment_code: str) -> bytes:
+        """Register's proof of possession of this key (SPEC 3.8)."""
+        return self.signing_key.sign(wire_identity.register_message(enrollment_code)).signature

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import trio.testing
 import trustme
 
 from agent.statedir import StateStore
@@ -192,19 +193,21 @@ async def test_server_fingerprint_differing_from_local_is_refused(
 async def test_register_failures_map_to_exit_codes(
     cli: Cli, gateway: FakeGateway, store: StateStore, answer: object, code: int
 ) -> None:
-    """5xx and 429 exit 69 (unavailable); another refusal exits 1; nothing is saved."""
+    """5xx and 429 exit 69 (unavailable) once the enroll timeout is over (0: after the
+    first attempt); another refusal exits 1; nothing is saved."""
     gateway.script("Register", answer)  # type: ignore[arg-type]
-    outcome = await enroll(cli)
+    outcome = await enroll(cli, "--enroll-timeout", "0")
     assert outcome.code == code
     assert not store.state_path.exists()
 
 
 async def test_unreachable_gateway_exits_69(
-    cli: Cli, gateway: FakeGateway, store: StateStore
+    cli: Cli, gateway: FakeGateway, store: StateStore, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """A refused connection exits 69 for enroll and for refresh."""
+    """A refused connection exits 69 for enroll (once its enroll timeout is over) and for
+    refresh."""
     gateway.down = True
-    assert (await enroll(cli)).code == 69
+    assert (await enroll(cli, "--enroll-timeout", "30s")).code == 69
     make_enrolled_state(StateStore(store.directory), gateway)
     assert (await cli("refresh")).code == 69
 

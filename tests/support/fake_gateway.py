@@ -1,5 +1,7 @@
 """A gateway double for the agent's tests: the Connect JSON of the four node procedures, with
-real ed25519 verification, sessions and scripted answers, on the node's (virtual) clock.
+real ed25519 verification (challenges and registration signatures), confirmation and
+pre-approved codes with retry-safe Register (SPEC 3.8), sessions and scripted answers, on
+the node's (virtual) clock.
 
 Its logic is synchronous, so the same object serves ``httpx.MockTransport`` in process and a
 loopback HTTP server (:mod:`tests.support.served_gateway`) for the agent run as a real process.
@@ -22,7 +24,7 @@ from agent.identity import Identity
 from fleetwire import codec
 from fleetwire import messages as m
 from fleetwire.codes import Code, ConnectError
-from fleetwire.identity import auth_message, fingerprint
+from fleetwire.identity import auth_message, fingerprint, register_message
 from fleetwire.procedures import (
     BEGIN_AUTH_HANDSHAKE,
     COMPLETE_AUTH_HANDSHAKE,
@@ -33,6 +35,7 @@ from fleetwire.procedures import (
 T0 = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
 ENROLLMENT_CODE = "enrollcode-" + "Q" * 32
 API_KEY = "fleet_0123abcd_" + "K" * 43
+PRE_APPROVED_CODE = "preapproved-" + "P" * 31
 SERVER_URL = "https://gw.test"
 
 
@@ -75,8 +78,14 @@ class FakeGateway:
     ) -> None:
         self.wall_clock = wall_clock
         self.monotonic = monotonic
-        self.codes = {ENROLLMENT_CODE}
-        # The api key Register binds to the next node: the fake confirms at once.
+        self.codes = {ENROLLMENT_CODE}  # confirmation codes, one use each
+        self.pre_approved_codes: dict[str, int] = {}  # pre-approved code -> uses left
+        # (code, key) -> the node they registered: a signed repeat is a retry.
+        self.registrations: dict[tuple[str, bytes], int] = {}
+        self.register_requests: list[m.RegisterRequest] = []
+        self.issued_api_keys: list[str] = []  # by pre-approved Registers
+        # The api key a confirmation code's Register binds to the next node: the fake
+        # confirms at once.
         self.next_api_key: str | None = API_KEY
         self.nodes: dict[int, FakeNode] = {}
         self.challenges: dict[bytes, tuple[int, datetime.datetime]] = {}
@@ -91,6 +100,8 @@ class FakeGateway:
         self.down = False
         self.hang = False  # accept requests and never answer
         self.scripted: dict[str, list[httpx.Response]] = {}
+        self.failing: dict[str, Callable[[], httpx.Response]] = {}  # every call, until removed
+        self.lose_answers: dict[str, int] = {}  # method -> calls applied, answer lost
         self.fingerprint_override: str | None = None
         self.transport = httpx.MockTransport(self.handle)
 
@@ -108,6 +119,13 @@ class FakeGateway:
         """The next answers to ``method``, before the fake's own logic."""
         self.scripted.setdefault(method, []).extend(responses)
 
+    def fail(self, method: str, make: Callable[[], httpx.Response]) -> None:
+        """Answer every call to ``method`` with ``make()`` until :meth:`recover`."""
+        self.failing[method] = make
+
+    def recover(self, method: str) -> None:
+        self.failing.pop(method, None)
+
     def calls_to(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
 
@@ -123,6 +141,11 @@ class FakeGateway:
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         response = self.respond(method, dict(request.headers), request.content)
         authorization = request.headers.get("authorization")
+        if self.lose_answers.get(method, 0) > 0:
+            # Applied, but the answer never arrives (a connection reset on the way back).
+            self.lose_answers[method] -= 1
+            self.calls.append(Call(self.monotonic(), method, authorization, 0))
+            raise httpx.ReadError("[Errno 104] Connection reset by peer", request=request)
         self.calls.append(Call(self.monotonic(), method, authorization, response.status_code))
         return response
 
@@ -130,6 +153,8 @@ class FakeGateway:
         queued = self.scripted.get(method)
         if queued:
             return queued.pop(0)
+        if method in self.failing:
+            return self.failing[method]()
         handlers: dict[str, Callable[[dict[str, str], bytes], object]] = {
             "Register": self._register,
             "BeginAuthHandshake": self._begin,
@@ -151,24 +176,63 @@ class FakeGateway:
 
     def _register(self, _headers: dict[str, str], body: bytes) -> m.RegisterResponse:
         request = codec.decode(body, REGISTER.request_type)
-        if request.enrollment_token not in self.codes:
+        self.register_requests.append(request)
+        code, pubkey = request.enrollment_token, request.identity_pubkey
+        signed = bool(request.registration_signature)
+        if signed:
+            try:
+                nacl.signing.VerifyKey(pubkey).verify(
+                    register_message(code), request.registration_signature
+                )
+            except nacl.exceptions.BadSignatureError as exc:
+                raise ConnectError(Code.UNAUTHENTICATED, "invalid registration signature") from exc
+        pre_approved = code in self.pre_approved_codes
+        earlier = self.registrations.get((code, pubkey))
+        if signed and earlier is not None and not self.nodes[earlier].gone:
+            node = self.nodes[earlier]
+            if pre_approved:  # a fresh key; the old one and its session end
+                node.api_key = self._new_api_key()
+                self.sessions = {t: v for t, v in self.sessions.items() if v[0] != node.node_id}
+            return self._registered(node, pre_approved)
+        if pre_approved:
+            if self.pre_approved_codes[code] < 1:
+                raise ConnectError(Code.UNAUTHENTICATED, "invalid enrollment code")
+            if not signed:
+                raise ConnectError(Code.UNAUTHENTICATED, "invalid registration signature")
+        elif code not in self.codes:
             raise ConnectError(Code.UNAUTHENTICATED, "invalid enrollment code")
         for node in self.nodes.values():
-            if not node.gone and (
-                node.pubkey == request.identity_pubkey or node.name == request.name
-            ):
+            if not node.gone and (node.pubkey == pubkey or node.name == request.name):
                 raise ConnectError(
                     Code.FAILED_PRECONDITION, "fleet node identity or name already in use"
                 )
-        self.codes.discard(request.enrollment_token)
-        node = FakeNode(
-            len(self.nodes) + 1, request.name, request.identity_pubkey, self.next_api_key
-        )
+        if pre_approved:
+            self.pre_approved_codes[code] -= 1
+            api_key: str | None = self._new_api_key()
+        else:
+            self.codes.discard(code)
+            api_key = self.next_api_key
+        node = FakeNode(len(self.nodes) + 1, request.name, pubkey, api_key)
         self.nodes[node.node_id] = node
+        self.registrations[(code, pubkey)] = node.node_id
+        return self._registered(node, pre_approved)
+
+    def _new_api_key(self) -> str:
+        key = f"fleet_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
+        self.issued_api_keys.append(key)
+        return key
+
+    def _registered(self, node: FakeNode, pre_approved: bool) -> m.RegisterResponse:
+        status = m.EnrollmentStatus
         return m.RegisterResponse(
             fleet_node_id=m.Int64(node.node_id),
-            enrollment_status=m.EnrollmentStatus.ENROLLMENT_STATUS_PENDING,
-            identity_fingerprint=self.fingerprint_override or fingerprint(request.identity_pubkey),
+            enrollment_status=(
+                status.ENROLLMENT_STATUS_CONFIRMED
+                if pre_approved
+                else status.ENROLLMENT_STATUS_PENDING
+            ),
+            identity_fingerprint=self.fingerprint_override or fingerprint(node.pubkey),
+            api_key=(node.api_key or "") if pre_approved else "",
         )
 
     def _begin(self, _headers: dict[str, str], body: bytes) -> m.BeginAuthHandshakeResponse:
