@@ -147,6 +147,30 @@ async def test_fifty_concurrent_registers_never_exceed_max_uses(
     assert live_nodes(database_url) == 10
 
 
+async def test_retries_racing_with_the_register_they_repeat_get_the_same_node(
+    harness: Harness, org: Org, database_url: str
+) -> None:
+    """Ten identical signed Registers at once (a client retrying while its first request
+    is still served) all answer one node and spend one use; exactly one of the api keys
+    they handed out is live, and it opens a session."""
+    rt = harness.services
+    code = await new_pre_approved_code(rt, org, uses=5)
+    key = new_key()
+    results = await asyncio.gather(
+        *(register_signed(rt, code.code, "edge-1", key) for _ in range(10))
+    )
+    assert len({r.fleet_node_id for r in results}) == 1
+    assert uses_of(database_url, code.pending_enrollment_id) == 1
+    working = []
+    for result in results:
+        try:
+            await handshake(rt, result.api_key, key)
+        except Unauthenticated:
+            continue
+        working.append(result.api_key)
+    assert len(working) == 1
+
+
 async def test_a_register_that_fails_consumes_no_use(
     harness: Harness, org: Org, database_url: str
 ) -> None:
