@@ -18,6 +18,7 @@ the new Register is a retry: the same node, a fresh api key, no use of the code 
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -27,14 +28,21 @@ import trio
 from agent import logs
 from agent.client import GatewayClient, open_gateway_client, ssl_verify
 from agent.codefile import read_code_file
-from agent.errors import ConfigurationError, CredentialsRejected, FingerprintMismatch, Rejected
+from agent.errors import (
+    ConfigurationError,
+    CredentialsRejected,
+    FingerprintMismatch,
+    GatewayUnavailable,
+    HandshakeFailed,
+    Rejected,
+)
 from agent.identity import Identity
 from agent.locked import save_state
 from agent.prompts import ask_secret
 from agent.retry import retry_transient
 from agent.runtime import Runtime
-from agent.session import handshake
-from agent.state import State
+from agent.session import begin_handshake, complete_handshake
+from agent.state import Session, State
 from agent.statedir import StateStore
 from agent.urlrule import check_server_url
 from fleetwire import messages as m
@@ -45,6 +53,12 @@ from fleetwire.validators import FieldError
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENROLL_TIMEOUT_SECONDS = 600.0
+# A challenge lives 30 s at the gateway: a refused Complete is retried with the same one
+# for at most this long, then the handshake begins again.
+CHALLENGE_RETRY_SECONDS = 20.0
+# Begin again after a Complete the gateway refused outright (an expired challenge) at most
+# this often: that refusal repeating means something else is wrong.
+MAX_REFUSED_COMPLETES = 3
 
 
 @attrs.frozen
@@ -143,12 +157,7 @@ async def enroll(store: StateStore, options: EnrollOptions, runtime: Runtime) ->
                 runtime.stderr.flush()
                 api_key = await ask_secret("API key: ", runtime.stdin, runtime.stderr)
                 deadline = trio.current_time() + options.enroll_timeout_seconds
-            session = await retry_transient(
-                lambda: handshake(client, identity, api_key),
-                what="the handshake",
-                deadline=deadline,
-                rng=runtime.rng,
-            )
+            session = await _handshake(client, identity, api_key, deadline, runtime)
             # Only a key the gateway accepted is ever written.
             state = attrs.evolve(state, api_key=api_key).with_session(session)
             await save_state(directory, state, runtime.in_thread)
@@ -171,6 +180,41 @@ def _register_request(code: str, name: str, identity: Identity) -> m.RegisterReq
         if exc.path == "name":
             raise ConfigurationError(f"--name: {exc.reason}") from exc
         raise CredentialsRejected("the enrollment code is malformed") from exc
+
+
+async def _handshake(
+    client: GatewayClient, identity: Identity, api_key: str, deadline: float, runtime: Runtime
+) -> Session:
+    """Begin and Complete, each retried through transient failures until ``deadline``.
+
+    A Complete refused as rate-limited is retried with the same challenge while it is still
+    valid: beginning again would spend one more call of the per-address auth limit, which
+    is what paces nodes behind one NAT address (bench.enroll: 2,052 of 3,052 Begins were
+    such waste before). When the challenge's time is up, the handshake begins again."""
+    refused = 0
+    while True:
+        challenge = await retry_transient(
+            lambda: begin_handshake(client, identity, api_key),
+            what="BeginAuthHandshake",
+            deadline=deadline,
+            rng=runtime.rng,
+        )
+        window = min(deadline, trio.current_time() + CHALLENGE_RETRY_SECONDS)
+        try:
+            return await retry_transient(
+                functools.partial(complete_handshake, client, identity, challenge),
+                what="CompleteAuthHandshake",
+                deadline=window,
+                rng=runtime.rng,
+            )
+        except HandshakeFailed:
+            refused += 1
+            if refused >= MAX_REFUSED_COMPLETES or trio.current_time() >= deadline:
+                raise
+        except GatewayUnavailable:
+            if trio.current_time() >= deadline:
+                raise
+        logger.warning("the challenge's time is up; beginning the handshake again")
 
 
 async def _register(

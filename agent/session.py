@@ -43,6 +43,12 @@ REENROLL_HINT = "re-enroll this node with `fleetnode enroll --force --server-url
 async def handshake(client: GatewayClient, identity: Identity, api_key: str) -> Session:
     """Begin + Complete. CredentialsRejected when the api key is refused (permanent);
     HandshakeFailed when beginning again may work; Transient/ProtocolError as they come."""
+    challenge = await begin_handshake(client, identity, api_key)
+    return await complete_handshake(client, identity, challenge)
+
+
+async def begin_handshake(client: GatewayClient, identity: Identity, api_key: str) -> bytes:
+    """BeginAuthHandshake: the challenge to sign."""
     try:
         begin_request = m.BeginAuthHandshakeRequest(
             api_key=api_key, identity_pubkey=identity.public_key
@@ -60,9 +66,16 @@ async def handshake(client: GatewayClient, identity: Identity, api_key: str) -> 
                 f"the node may have been revoked; {REENROLL_HINT}"
             ) from exc
         raise HandshakeFailed(exc.procedure, exc.code, exc.message) from exc
+    return begin.challenge
+
+
+async def complete_handshake(
+    client: GatewayClient, identity: Identity, challenge: bytes
+) -> Session:
+    """CompleteAuthHandshake with the signed challenge: the new session."""
     try:
         complete_request = m.CompleteAuthHandshakeRequest(
-            challenge=begin.challenge, signature=identity.sign_challenge(begin.challenge)
+            challenge=challenge, signature=identity.sign_challenge(challenge)
         )
     except FieldError as exc:
         raise ProtocolError(f"BeginAuthHandshake: unusable challenge ({exc})") from exc

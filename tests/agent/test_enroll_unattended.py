@@ -212,6 +212,51 @@ async def test_the_handshake_is_retried_too(
     assert len(pre_approved.calls_to("BeginAuthHandshake")) == 4
 
 
+async def test_a_rate_limited_complete_keeps_its_challenge(
+    autojump_clock: trio.testing.MockClock,
+    cli: Cli,
+    pre_approved: FakeGateway,
+    store: StateStore,
+    code_file: Path,
+) -> None:
+    """A CompleteAuthHandshake answered 429 is retried with the same challenge (no new
+    Begin: behind one NAT address every call counts against the auth limit)."""
+    for _ in range(2):
+        pre_approved.script(
+            "CompleteAuthHandshake",
+            error_response(Code.RESOURCE_EXHAUSTED, "rate limit exceeded", retry_after="1"),
+        )
+    outcome = await unattended(cli, code_file)
+    assert outcome.code == 0, outcome.stderr
+    assert len(pre_approved.calls_to("BeginAuthHandshake")) == 1
+    assert len(pre_approved.calls_to("CompleteAuthHandshake")) == 3
+
+
+async def test_a_complete_refused_past_its_challenge_begins_again(
+    autojump_clock: trio.testing.MockClock,
+    cli: Cli,
+    pre_approved: FakeGateway,
+    store: StateStore,
+    code_file: Path,
+) -> None:
+    """When Complete stays rate-limited for as long as a challenge lives, the handshake
+    begins again; every Complete is sent within 30 s of its Begin."""
+    for _ in range(6):
+        pre_approved.script(
+            "CompleteAuthHandshake",
+            error_response(Code.RESOURCE_EXHAUSTED, "rate limit exceeded", retry_after="1"),
+        )
+    outcome = await unattended(cli, code_file)
+    assert outcome.code == 0, outcome.stderr
+    begins = [c.at for c in pre_approved.calls_to("BeginAuthHandshake")]
+    completes = [c.at for c in pre_approved.calls_to("CompleteAuthHandshake")]
+    assert len(begins) >= 2 and len(completes) == 7
+    for moment in completes:
+        latest_begin = max(b for b in begins if b <= moment)
+        assert moment - latest_begin <= 30
+    assert "beginning the handshake again" in outcome.stderr
+
+
 @pytest.mark.parametrize(("flag", "limit"), [((), 600.0), (("--enroll-timeout", "2m"), 120.0)])
 async def test_enroll_gives_up_with_69_when_the_enroll_timeout_is_over(
     autojump_clock: trio.testing.MockClock,
