@@ -82,7 +82,7 @@ def resumable(state: State | None, server_url: str, name: str) -> State | None:
     return state
 
 
-def _populated(store: StateStore, state: State, partial: State | None) -> ConfigurationError:
+def _populated(store: StateStore, partial: State | None) -> ConfigurationError:
     if partial is not None:
         return ConfigurationError(
             f"{store.state_path} holds fleet node {partial.fleet_node_id}, registered but "
@@ -105,7 +105,7 @@ async def enroll(store: StateStore, options: EnrollOptions, runtime: Runtime) ->
         existing = directory.load()
         partial = resumable(existing, server_url, options.name)
         if existing is not None and not options.force:
-            raise _populated(store, existing, partial)
+            raise _populated(store, partial)
         if options.code_file is not None:
             code = read_code_file(options.code_file)
         else:
