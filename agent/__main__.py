@@ -115,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_enroll.add_argument("--server-url", required=True, help="the gateway, https://host[:port]")
     p_enroll.add_argument("--name", help="node name (default: the host name)")
-    p_enroll.add_argument("--force", action="store_true", help="replace an enrolled state")
+    p_enroll.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an enrolled state (one that registered but holds no api key yet, for "
+        "the same server and name, is resumed with its identity key)",
+    )
     p_enroll.add_argument(
         "--allow-insecure-transport",
         action="store_true",
