@@ -28,6 +28,7 @@ from bench.enroll.fleet import enroll_fleet
 from bench.enroll.gateway import open_gateway
 from bench.enroll.report import summarise, table
 from bench.heartbeats import database
+from bench.heartbeats.gateway_proc import cpu_percent, cpu_snapshot
 from fleetwire.durations import parse_duration
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
@@ -100,6 +101,7 @@ def run_scenario(
             code_file.chmod(0o600)
             print(f"{scenario}: {args.nodes} nodes enrolling from {count} address(es)...",
                   file=sys.stderr, flush=True)  # fmt: skip
+            before = cpu_snapshot(gateway.pid, db.postmaster_pid())
             run = trio.run(
                 lambda: enroll_fleet(
                     nodes=args.nodes,
@@ -110,6 +112,11 @@ def run_scenario(
                     enroll_timeout_seconds=_duration(args.enroll_timeout),
                 )
             )
+            cpu = cpu_percent(
+                before,
+                cpu_snapshot(gateway.pid, db.postmaster_pid()),
+                max((r.finished_seconds for r in run.results), default=0.0),
+            )
             metrics = gateway.metrics()
         rows = database._execute(
             db.url,
@@ -118,7 +125,9 @@ def run_scenario(
         )
     live, uses = rows[0]
     facts = {"live_confirmed_nodes": int(str(live)), "code_uses": int(str(uses))}
-    return summarise(scenario, args.nodes, count, run, metrics, facts, auth)
+    return summarise(scenario, args.nodes, count, run, metrics, facts, auth) | {
+        "cpu_percent_of_one_core": cpu
+    }
 
 
 def reproduce(args: argparse.Namespace) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 from typing import Any
 
 from bench.enroll.fleet import FleetRun
@@ -98,5 +99,10 @@ def table(summary: dict[str, Any]) -> str:
         ("database: live nodes, code uses", f"{summary['database']['live_confirmed_nodes']:,}, "
          f"{summary['database']['code_uses']:,}"),
     ]  # fmt: skip
+    if "cpu_percent_of_one_core" in summary:
+        cpu = summary["cpu_percent_of_one_core"]
+        rows.append(("CPU % of one core (gateway, pg, fleet, machine)",
+                     f"{cpu.get('gateway')}, {cpu.get('postgres')}, {cpu.get('generator')}, "
+                     f"{cpu.get('machine')} of {100 * (os.cpu_count() or 1)}"))  # fmt: skip
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
