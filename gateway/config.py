@@ -26,6 +26,7 @@ class Config:
     database_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
+    reuse_port: bool = False
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     session_ttl_seconds: float = 24 * 3600.0
     last_seen_debounce_seconds: float = 60.0
