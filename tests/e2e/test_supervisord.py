@@ -16,46 +16,21 @@ import datetime
 import getpass
 import json
 import os
-import re
-import shutil
 import signal
 import sys
-import tempfile
-import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
-from supervisor.xmlrpc import SupervisorTransport
 
 from tests.e2e.actors import enroll, now, session_token, wait_online_since
 from tests.e2e.conftest import Fleet
-from tests.e2e.harness import Process, clean_env, deployed_sample, program, wait_until
+from tests.e2e.harness import deployed_sample, program, wait_until
+from tests.e2e.supervisord import Supervisord, running_supervisord
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "supervisord" / "fleetnode.conf"
-SUPERVISORD_MAIN = """\
-[supervisord]
-nodaemon=true
-logfile={root}/supervisord.log
-pidfile={root}/supervisord.pid
-childlogdir={root}
-loglevel=info
-
-[unix_http_server]
-file={socket}
-chmod=0700
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://{socket}
-
-[include]
-files = {root}/conf.d/*.conf
-"""
 TICK = 5.0  # seconds: the TICK_5 the test's watchdog listens to
 FAILURES = 3  # the watchdog's default --failures
 # A restart after the watchdog's decision: SIGCONT, SIGTERM, the goodbye (300 ms), exit,
@@ -85,10 +60,9 @@ events=TICK_5
 
 
 @attrs.frozen
-class Supervisor:
-    process: Process
-    config: Path
-    socket: Path
+class Supervisor(Supervisord):
+    """supervisord running the sample: the node's daemon and its watchdog."""
+
     state_dir: Path
     program_log: Path
     watchdog_log: Path
@@ -96,53 +70,6 @@ class Supervisor:
     fleet: Fleet
     node_id: int
     started: datetime.datetime
-
-    @property
-    def log(self) -> Path:
-        return self.config.parent / "supervisord.log"
-
-    def ctl(self, *args: str) -> str:
-        """``supervisorctl`` through the unix socket of our config, as an operator types it."""
-        done = self.fleet.harness.run(
-            [program("supervisorctl"), "-c", str(self.config), *args], clean_env(), ok=False
-        )
-        return done.stdout
-
-    def info(self, name: str = "fleetnode") -> dict[str, Any]:
-        """supervisord's view of a program (statename, pid, exitstatus), asked over the
-        same socket through its XML-RPC API: cheap enough to poll, unlike supervisorctl."""
-        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
-        try:
-            proxy = xmlrpc.client.ServerProxy("http://localhost", transport=transport)
-            info = proxy.supervisor.getProcessInfo(name)
-            assert isinstance(info, dict)
-            return info
-        except OSError:  # not listening yet
-            return {}
-        finally:
-            transport.close()
-
-    def wait_state(
-        self, state: str, timeout: float = 10.0, name: str = "fleetnode"
-    ) -> dict[str, Any]:
-        def in_state() -> dict[str, Any] | None:
-            info = self.info(name)
-            return info if info.get("statename") == state else None
-
-        return wait_until(
-            in_state,
-            timeout=timeout,
-            what=f"{name} to be {state} under supervisord",
-            detail=self.tail,
-        )
-
-    def status(self) -> list[str]:
-        """The fields of ``supervisorctl status fleetnode``: name, state, details."""
-        return self.ctl("status", "fleetnode").split()
-
-    def log_lines(self, pattern: str) -> list[str]:
-        text = self.log.read_text() if self.log.exists() else ""
-        return [line for line in text.splitlines() if re.search(pattern, line)]
 
     def watchdog_events(self) -> list[str]:
         """The watchdog's log lines (JSON, as the sample asks), their ``event`` texts."""
@@ -170,9 +97,7 @@ class Supervisor:
         program_log = self.program_log.read_text() if self.program_log.exists() else ""
         watchdog_log = self.watchdog_log.read_text() if self.watchdog_log.exists() else ""
         return (
-            f"{self.process.tail()}\n--- supervisord.log ---\n"
-            f"{self.log.read_text() if self.log.exists() else ''}\n"
-            f"--- fleetnode log ---\n{program_log[-3000:]}\n"
+            f"{super().tail()}\n--- fleetnode log ---\n{program_log[-3000:]}\n"
             f"--- watchdog log ---\n{watchdog_log[-3000:]}"
         )
 
@@ -186,9 +111,6 @@ def supervised(shared_fleet: Fleet) -> Iterator[Supervisor]:
     state_dir = harness.path(name)
     node_id = enroll(harness, fleet.operator, state_dir, name)
     root = harness.path(f"supervisor-{name}")
-    (root / "conf.d").mkdir(parents=True)
-    # A unix socket path must stay under ~100 bytes; pytest's tmp_path may not.
-    socket_dir = Path(tempfile.mkdtemp(prefix="fleet-sv-"))
     program_log = root / "fleetnode.log"
     watchdog_log = root / "watchdog.log"
     harness.logs.extend([program_log, watchdog_log])
@@ -205,24 +127,23 @@ def supervised(shared_fleet: Fleet) -> Iterator[Supervisor]:
         # The daemon and its watchdog share the program and the state directory.
         occurrences={"/opt/fleetnode/bin/fleetnode": 2, "/var/lib/fleetnode": 2},
     )
-    (root / "conf.d" / "fleetnode.conf").write_text(sample)
     ticks = root / "ticks"
-    counter = root / "tick_counter.py"
+    counter = harness.path(f"tick_counter-{name}.py")
     counter.write_text(TICK_COUNTER)
-    (root / "conf.d" / "tick-counter.conf").write_text(
-        TICK_COUNTER_CONF.format(python=sys.executable, script=counter, ticks=ticks)
-    )
-    config = root / "supervisord.conf"
-    socket = socket_dir / "sv.sock"
-    config.write_text(SUPERVISORD_MAIN.format(root=root, socket=socket))
+    confs = {
+        "fleetnode.conf": sample,
+        "tick-counter.conf": TICK_COUNTER_CONF.format(
+            python=sys.executable, script=counter, ticks=ticks
+        ),
+    }
     started = now()
-    process = harness.start("supervisord", [program("supervisord"), "-c", str(config)], clean_env())
-    harness.logs.append(root / "supervisord.log")
-    try:
+    with running_supervisord(harness, root, confs, "fleetnode") as sv:
         supervisor = Supervisor(
-            process,
-            config,
-            socket,
+            harness,
+            sv.process,
+            sv.config,
+            sv.socket,
+            sv.program,
             state_dir,
             program_log,
             watchdog_log,
@@ -234,9 +155,6 @@ def supervised(shared_fleet: Fleet) -> Iterator[Supervisor]:
         supervisor.wait_state("RUNNING")
         supervisor.wait_state("RUNNING", name="fleetnode-watchdog")
         yield supervisor
-    finally:
-        process.stop()  # SIGTERM: supervisord stops fleetnode first, then itself
-        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def test_supervisorctl_stop_stops_the_agent_cleanly(supervised: Supervisor) -> None:
