@@ -158,6 +158,12 @@ OPTIONS: tuple[Option, ...] = (
         parse_rate,
         "heartbeats per second per node, burst twice that (4)",
     ),
+    Option(
+        "event-retention",
+        "event_retention_seconds",
+        parse_duration,
+        "how long connectivity events are kept (30d)",
+    ),
     Option("log-format", "log_format", parse_log_format, "text or json (text)"),
     Option("log-level", "log_level", parse_log_level, "debug|info|warning|error (info)"),
 )
