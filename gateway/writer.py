@@ -28,6 +28,8 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import NoReturn
 
+import attrs
+
 from gateway.config import Config
 from gateway.errors import DatabaseFault, Unavailable
 from gateway.metrics import Metrics
@@ -51,35 +53,20 @@ class WriteOutcome(enum.Enum):
 class _Entry:
     """One node's queued write: the latest heartbeat wins, every waiter is answered."""
 
-    __slots__ = ("facts", "seen_at", "skew_ms", "stopping", "waiters")
+    __slots__ = ("waiters", "write")
 
-    def __init__(
-        self,
-        seen_at: datetime.datetime,
-        skew_ms: int,
-        stopping: bool,
-        facts: NodeFactsRecord | None,
-    ) -> None:
-        self.seen_at = seen_at
-        self.skew_ms = skew_ms
-        self.stopping = stopping
-        self.facts = facts
+    def __init__(self, write: LastSeenWrite) -> None:
+        self.write = write
         self.waiters: list[asyncio.Future[WriteOutcome]] = []
 
-    def merge(
-        self,
-        seen_at: datetime.datetime,
-        skew_ms: int,
-        stopping: bool,
-        facts: NodeFactsRecord | None,
-    ) -> None:
-        if seen_at >= self.seen_at:
-            self.seen_at, self.skew_ms, self.stopping = seen_at, skew_ms, stopping
-            self.facts = facts or self.facts
-        else:
-            # An older heartbeat that queued late: its facts are still news if the newer
-            # one carried none (the agent sends them once).
-            self.facts = self.facts or facts
+    def merge(self, other: LastSeenWrite) -> None:
+        # Facts are news whichever heartbeat of the batch carried them (the agent sends
+        # them once), even one that queued late with an older time.
+        facts = self.write.facts or other.facts
+        if other.seen_at >= self.write.seen_at:
+            self.write = attrs.evolve(other, facts=other.facts or facts)
+        elif facts is not self.write.facts:
+            self.write = attrs.evolve(self.write, facts=facts)
 
 
 class LastSeenWriter:
@@ -143,11 +130,12 @@ class LastSeenWriter:
         loop = asyncio.get_running_loop()
         if self._oldest_queued_at is None:
             self._oldest_queued_at = loop.time()
+        write = LastSeenWrite(node_id, seen_at, skew_ms, stopping, facts)
         entry = self._pending.get(node_id)
         if entry is None:
-            entry = self._pending[node_id] = _Entry(seen_at, skew_ms, stopping, facts)
+            entry = self._pending[node_id] = _Entry(write)
         else:
-            entry.merge(seen_at, skew_ms, stopping, facts)
+            entry.merge(write)
         waiter: asyncio.Future[WriteOutcome] = loop.create_future()
         entry.waiters.append(waiter)
         self._wakeup.set()
@@ -209,10 +197,7 @@ class LastSeenWriter:
 
     async def _write(self, items: list[tuple[int, _Entry]]) -> None:
         entries = dict(items)
-        writes = [
-            LastSeenWrite(node_id, entry.seen_at, entry.skew_ms, entry.stopping, entry.facts)
-            for node_id, entry in items
-        ]
+        writes = [entry.write for _node_id, entry in items]
         try:
             results = await self._store.write(
                 writes, self._debounce_seconds, self._offline_after_seconds
@@ -227,12 +212,12 @@ class LastSeenWriter:
             entry = entries[result.fleet_node_id]
             if result.written:
                 written += 1
-                if entry.stopping:
+                if entry.write.stopping:
                     # STOPPED lasts until the next heartbeat: that one must reach the
                     # database, however recent this write.
                     self.forget(result.fleet_node_id)
                 else:
-                    self._remember(result.fleet_node_id, entry.seen_at)
+                    self._remember(result.fleet_node_id, entry.write.seen_at)
                 outcome = WriteOutcome.WRITTEN
             elif result.live:
                 if result.last_seen_at is not None:

@@ -4,6 +4,8 @@ the debounce window only when they changed; a changed boot id records REBOOTED."
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from fleetwire import messages as m
@@ -134,3 +136,16 @@ async def test_a_changed_boot_id_records_rebooted(database_url: str) -> None:
     assert kinds(database_url, node_id) == [
         "REGISTERED", "CONFIRMED", "ONLINE", "REBOOTED", "OFFLINE", "ONLINE", "REBOOTED",
     ]  # fmt: skip
+
+
+async def test_facts_survive_a_later_heartbeat_in_the_same_flush(database_url: str) -> None:
+    """Two heartbeats of one node coalesced into one group commit, the first with facts and
+    the second without: the facts are stored (the latest heartbeat wins, its facts do not
+    vanish)."""
+    clock = FakeClock()
+    async with open_harness(quiet_config(database_url), clock=clock) as h:
+        org = await make_org(h.services, database_url)
+        node = await beater(h.services, clock, await enroll(h.services, org, "edge-1"))
+        await asyncio.gather(node.beat(facts=facts()), node.beat())
+        assert h.metrics.last_seen_statements._value.get() == 1
+        assert (await listed(h, org, node.principal.fleet_node_id)).facts == facts()
