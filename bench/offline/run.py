@@ -163,8 +163,9 @@ async def _drop(
     async with asyncio.TaskGroup() as tasks:
         poller = tasks.create_task(poll())
         while not done.is_set() and time.time() - started_at < settings.drop_limit_seconds:
+            sent = sum(chunk.sent for chunk in chunks)
             chunk = await loadgen.run_open(
-                gateway.host, gateway.port, _offset(requests, len(chunks), live_rate),
+                gateway.host, gateway.port, _offset(requests, sent),
                 target="heartbeat", connections=settings.connections, rate=live_rate,
                 duration_seconds=CHUNK_SECONDS,
             )  # fmt: skip
@@ -183,10 +184,11 @@ async def _drop(
     )  # fmt: skip
 
 
-def _offset(requests: loadgen.HeartbeatRequests, chunk: int, rate: float) -> loadgen.RequestFor:
-    """A chunk's requests continue the node order where the previous chunk stopped."""
-    shift = round(chunk * CHUNK_SECONDS * rate)
-    return lambda number: requests(number + shift)
+def _offset(requests: loadgen.HeartbeatRequests, sent: int) -> loadgen.RequestFor:
+    """A chunk's requests continue the node order after the ``sent`` requests before it
+    (counted, not computed from the rate: a rounded shift skipped a node now and then,
+    which then missed a heartbeat and was rightly recorded OFFLINE)."""
+    return lambda number: requests(number + sent)
 
 
 async def run_offline(
