@@ -19,7 +19,14 @@ from gateway.paging import decode_page_token, encode_page_token
 from gateway.principals import AdminPrincipal, Role
 from gateway.store.enrollment import EnrollmentStore
 from gateway.store.nodes import NodeStore
-from gateway.store.records import ConfirmOutcome, ConnectivityFilter, NodeRecord, NodeStatus
+from gateway.store.records import (
+    ConfirmOutcome,
+    ConnectivityFilter,
+    Liveness,
+    NodeFactsRecord,
+    NodeRecord,
+    NodeStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +49,32 @@ _FILTER = {
     m.Connectivity.CONNECTIVITY_ONLINE: ConnectivityFilter.ONLINE,
     m.Connectivity.CONNECTIVITY_OFFLINE: ConnectivityFilter.OFFLINE,
     m.Connectivity.CONNECTIVITY_NEVER_SEEN: ConnectivityFilter.NEVER_SEEN,
+    m.Connectivity.CONNECTIVITY_STOPPED: ConnectivityFilter.STOPPED,
 }
 
 
-def connectivity_of(
-    last_seen_at: datetime.datetime | None, online_since: datetime.datetime
-) -> m.Connectivity:
-    """The same rule ``NodeStore.list_nodes`` filters with (SPEC 4.5)."""
-    if last_seen_at is None:
+def connectivity_of(record: NodeRecord, online_since: datetime.datetime) -> m.Connectivity:
+    """The same rule ``NodeStore.list_nodes`` filters with (SPEC 4.5, 4.10): a node that
+    said goodbye is STOPPED until its next heartbeat, whatever --offline-after says."""
+    if record.liveness is Liveness.STOPPED:
+        return m.Connectivity.CONNECTIVITY_STOPPED
+    if record.last_seen_at is None:
         return m.Connectivity.CONNECTIVITY_NEVER_SEEN
-    if last_seen_at >= online_since:
+    if record.last_seen_at >= online_since:
         return m.Connectivity.CONNECTIVITY_ONLINE
     return m.Connectivity.CONNECTIVITY_OFFLINE
+
+
+def facts_of(facts: NodeFactsRecord | None) -> m.NodeFacts | None:
+    if facts is None:
+        return None
+    return m.NodeFacts(
+        agent_version=facts.agent_version,
+        hostname=facts.hostname,
+        os=facts.os,
+        boot_id=facts.boot_id,
+        python_version=facts.python_version,
+    )
 
 
 def summary_of(record: NodeRecord, online_since: datetime.datetime) -> m.FleetNodeSummary:
@@ -65,8 +86,9 @@ def summary_of(record: NodeRecord, online_since: datetime.datetime) -> m.FleetNo
         identity_fingerprint=record.identity_fingerprint,
         created_at=record.created_at,
         last_seen_at=record.last_seen_at,
-        connectivity=connectivity_of(record.last_seen_at, online_since),
+        connectivity=connectivity_of(record, online_since),
         clock_skew_ms=None if record.clock_skew_ms is None else m.Int64(record.clock_skew_ms),
+        facts=facts_of(record.facts),
     )
 
 

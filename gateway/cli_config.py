@@ -170,6 +170,12 @@ OPTIONS: tuple[Option, ...] = (
         "heartbeats per second per node, burst twice that (4)",
     ),
     Option(
+        "event-retention",
+        "event_retention_seconds",
+        parse_duration,
+        "how long connectivity events are kept (30d)",
+    ),
+    Option(
         "reuse-port",
         "reuse_port",
         parse_switch,

@@ -109,9 +109,9 @@ def rpc_table(services: Services) -> tuple[Rpc[Any, Any], ...]:
         for_admin(p.LIST_FLEET_NODES, admin.list_nodes),
         for_admin(p.CONFIRM_FLEET_NODE, admin.confirm),
         for_admin(p.REVOKE_FLEET_NODE, admin.revoke),
+        for_admin(p.LIST_FLEET_NODE_EVENTS, services.events.list_events),
+        for_admin(p.GET_FLEET_SUMMARY, services.events.summary),
         # Declared in fleetwire, served once their issues land.
         unimplemented(p.LIST_ENROLLMENT_CODES, AuthKind.ADMIN),
         unimplemented(p.REVOKE_ENROLLMENT_CODE, AuthKind.ADMIN),
-        unimplemented(p.LIST_FLEET_NODE_EVENTS, AuthKind.ADMIN),
-        unimplemented(p.GET_FLEET_SUMMARY, AuthKind.ADMIN),
     )

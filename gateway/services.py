@@ -24,9 +24,13 @@ from gateway.clock import Clock, utc_now
 from gateway.config import Config
 from gateway.enrollment import Enrollment
 from gateway.errors import DatabaseFault, Unavailable
+from gateway.event_retention import open_event_retention
+from gateway.events import FleetEvents
+from gateway.fleet_gauges import open_fleet_gauges
 from gateway.heartbeat import Heartbeats
 from gateway.listener import NotifyListener, open_listener
 from gateway.metrics import Metrics
+from gateway.offline_scan import open_offline_scanner
 from gateway.session_cache import SessionCache
 from gateway.store.notifications import Invalidation, InvalidationKind
 from gateway.store.pool import Database
@@ -72,6 +76,7 @@ class Services:
     heartbeats: Heartbeats
     admin: Admin
     readiness: Readiness
+    events: FleetEvents
     # The background parts, for what a test or an operator may need to wait on or read.
     listener: NotifyListener
     writer: LastSeenWriter
@@ -108,9 +113,10 @@ class _PushChannel:
 async def open_services(
     config: Config, metrics: Metrics, *, clock: Clock = utc_now
 ) -> AsyncIterator[Services]:
-    """Open the pool and start the writer, listener and sweeper; on the way out stop them
-    in reverse order: pending heartbeat writes are flushed (and answered) before the pool
-    closes. Every await of the way out is bounded."""
+    """Open the pool and start the writer, listener, sweeper, offline scan, fleet gauges and
+    event retention; on the way out stop them in reverse order: pending heartbeat writes
+    are flushed (and answered) before the pool closes. Every await of the way out is
+    bounded."""
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(
             open_store(
@@ -139,6 +145,29 @@ async def open_services(
         await stack.enter_async_context(
             open_sweeper(store.housekeeping, clock, config.sweep_interval_seconds, watch)
         )
+        await stack.enter_async_context(
+            open_offline_scanner(
+                store.liveness,
+                clock,
+                config.offline_after_seconds,
+                config.offline_scan_interval_seconds,
+                watch,
+            )
+        )
+        await stack.enter_async_context(
+            open_fleet_gauges(
+                store.liveness, metrics.fleet_nodes, config.gauge_refresh_interval_seconds, watch
+            )
+        )
+        await stack.enter_async_context(
+            open_event_retention(
+                store.events,
+                clock,
+                config.event_retention_seconds,
+                config.sweep_interval_seconds,
+                watch,
+            )
+        )
         enrollment = Enrollment(store.enrollment, metrics, clock)
         yield Services(
             enrollment=enrollment,
@@ -148,6 +177,7 @@ async def open_services(
                 store.nodes, store.enrollment, enrollment, config, clock, on_revoked=push.revoked
             ),
             readiness=Readiness(store.database, watch, metrics),
+            events=FleetEvents(store.events, store.summary, config, clock),
             listener=listener,
             writer=writer,
         )

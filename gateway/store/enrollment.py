@@ -11,8 +11,9 @@ import datetime
 import psycopg2.errors
 
 from gateway.errors import NameOrKeyInUse
+from gateway.store.events import record_event
 from gateway.store.pool import Database
-from gateway.store.records import ConfirmOutcome, NodeStatus
+from gateway.store.records import ConfirmOutcome, EventKind, NodeStatus
 
 
 class EnrollmentStore:
@@ -93,6 +94,7 @@ class EnrollmentStore:
                         """,
                         (node_id, enrollment_id),
                     )
+                    await record_event(cur, org_id, node_id, EventKind.REGISTERED, now)
                     return int(node_id)
             except psycopg2.errors.UniqueViolation as exc:
                 raise NameOrKeyInUse() from exc
@@ -146,4 +148,5 @@ class EnrollmentStore:
                 """,
                 (org_id, node_id, key_hash, now),
             )
+            await record_event(cur, org_id, node_id, EventKind.CONFIRMED, now)
             return ConfirmOutcome.CONFIRMED

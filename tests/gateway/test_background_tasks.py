@@ -46,7 +46,7 @@ class BrokenLastSeenStore:
     """A store whose write meets a bug (not a database outage)."""
 
     async def write(
-        self, writes: Sequence[LastSeenWrite], debounce_seconds: float
+        self, writes: Sequence[LastSeenWrite], debounce_seconds: float, offline_after_seconds: float
     ) -> list[LastSeenResult]:
         raise RuntimeError("a bug in the writer's path")
 

@@ -51,11 +51,12 @@ ALLOWED: dict[Procedure[Any, Any], set[str]] = {
     p.LIST_FLEET_NODES: {"ok", "invalid_argument"},
     p.CONFIRM_FLEET_NODE: {"not_found", "invalid_argument"},
     p.REVOKE_FLEET_NODE: {"not_found", "invalid_argument"},
+    # A node filter names a node of the organization or is not_found (gateway/events.py).
+    p.LIST_FLEET_NODE_EVENTS: {"ok", "invalid_argument", "not_found"},
+    p.GET_FLEET_SUMMARY: {"ok", "invalid_argument"},
     # Declared in fleetwire, served by the gateway once their issues land.
     p.LIST_ENROLLMENT_CODES: {"unimplemented"},
     p.REVOKE_ENROLLMENT_CODE: {"unimplemented"},
-    p.LIST_FLEET_NODE_EVENTS: {"unimplemented"},
-    p.GET_FLEET_SUMMARY: {"unimplemented"},
 }
 NODE_PROCEDURES = {p.UPLOAD_HEARTBEAT, p.UPLOAD_TELEMETRY, p.UPLOAD_EVENTS}
 ADMIN_PROCEDURES = {
