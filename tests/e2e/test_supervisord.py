@@ -171,7 +171,6 @@ def test_supervisorctl_stop_stops_the_agent_cleanly(supervised: Supervisor) -> N
     assert "said goodbye to the gateway" in supervised.program_log.read_text()
 
 
-@pytest.mark.xfail(reason="needs the gateway's STOPPED (issue 14 gateway side)", strict=True)
 def test_supervisorctl_stop_shows_the_node_stopped_not_offline(supervised: Supervisor) -> None:
     """After ``supervisorctl stop fleetnode`` the node shows STOPPED in ``fleetctl nodes``
     within 1 s (the daemon's goodbye), not ONLINE until it times out, nor OFFLINE."""
