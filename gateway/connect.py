@@ -121,6 +121,10 @@ async def _read_body(request: web.BaseRequest) -> _Body:
     ]
     if any(encoding not in ("identity", "gzip") for encoding in encodings):
         raise ConnectError(Code.UNIMPLEMENTED, "unsupported Content-Encoding: use gzip or none")
+    # Each layer would be inflated in turn, before authentication: 2,500 nested layers in
+    # a 64 KiB body cost 80 times a normal call. No client sends more than one.
+    if encodings.count("gzip") > 1:
+        raise ConnectError(Code.UNIMPLEMENTED, "at most one gzip Content-Encoding is accepted")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise _too_big()
     chunks: list[bytes] = []
@@ -134,7 +138,7 @@ async def _read_body(request: web.BaseRequest) -> _Body:
     except web.RequestPayloadError:  # e.g. broken chunked encoding
         return _Body(b"", "request body could not be read")
     data = b"".join(chunks)
-    for _gzip in range(encodings.count("gzip")):
+    if "gzip" in encodings:
         data_or_problem = _gunzip(data)
         if isinstance(data_or_problem, str):
             return _Body(b"", data_or_problem)

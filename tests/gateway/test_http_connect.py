@@ -126,6 +126,41 @@ async def test_other_content_encoding_is_unimplemented(client: Client) -> None:
     assert reply.body["code"] == "unimplemented"
 
 
+def gzip_layers(data: bytes, layers: int) -> bytes:
+    for _ in range(layers):
+        data = gzip.compress(data, mtime=0)
+    return data
+
+
+async def test_more_than_one_gzip_layer_is_unimplemented_before_authentication(
+    client: Client, session: str
+) -> None:
+    """Two gzip codings (in one header or in two) are unimplemented before any decompression
+    and before authentication; identity codings do not count."""
+    heartbeat_json = json.dumps({"sentAt": now_rfc3339()}).encode()
+    twice = gzip_layers(heartbeat_json, 2)
+    for codings in (["gzip, gzip"], ["gzip", "gzip"], ["GZIP,identity, gzip"]):
+        headers = CIMultiDict(JSON_CT)
+        for coding in codings:
+            headers.add("Content-Encoding", coding)
+        # No Authorization at all: the coding is refused first.
+        async with client.post(p.UPLOAD_HEARTBEAT.path, data=twice, headers=headers) as resp:
+            assert resp.status == 501
+            assert (await resp.json()) == {
+                "code": "unimplemented",
+                "message": "at most one gzip Content-Encoding is accepted",
+            }
+    once = gzip_layers(heartbeat_json, 1)
+    reply = await call(
+        client,
+        p.UPLOAD_HEARTBEAT,
+        once,
+        token=session,
+        headers={"Content-Encoding": "identity, gzip, identity"},
+    )
+    assert reply.status == 200, reply.body
+
+
 async def test_authentication_comes_before_body_validation(client: Client, session: str) -> None:
     """A malformed heartbeat is unauthenticated without a session, invalid_argument with one."""
     reply = await call(client, p.UPLOAD_HEARTBEAT, b'{"sentAt": 12')
