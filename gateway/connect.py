@@ -288,6 +288,7 @@ class ConnectEndpoint:
                 Code.DEADLINE_EXCEEDED, "request body not received in time"
             ) from None
         principal = await self._authenticate(request, rpc)
+        rpc.authorize(principal)
         if rpc.invoke is None:
             raise errors.Unimplemented(f"{rpc.procedure.method} is not implemented")
         self._check_limit(rpc, client, principal)

@@ -21,6 +21,7 @@ from fleetwire import procedures as p
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.metrics import Metrics
+from gateway.principals import Role
 from gateway.services import Services, open_services
 from tests.support.gateway_http import call, enroll, heartbeat, new_admin_token, now_rfc3339
 
@@ -173,6 +174,20 @@ async def test_authentication_comes_before_body_validation(client: Client, sessi
     assert reply.body["code"] == "invalid_argument"
     reply = await call(client, p.UPLOAD_HEARTBEAT, {}, token=session)
     assert reply.body == {"code": "invalid_argument", "message": "sentAt: is required"}
+
+
+async def test_viewer_gets_permission_denied_before_its_body_is_validated(
+    client: Client, database_url: str
+) -> None:
+    """A viewer's malformed call to an admin-only method is permission_denied (the role is
+    part of authentication, which comes before validation); a listing is validated."""
+    viewer = await new_admin_token(database_url, role=Role.VIEWER)
+    for procedure in (p.CONFIRM_FLEET_NODE, p.REVOKE_FLEET_NODE, p.CREATE_ENROLLMENT_CODE):
+        for body in (b'{"fleetNodeId": 12', b'{"fleetNodeId": "x", "ttlSeconds": -1}'):
+            reply = await call(client, procedure, body, token=viewer)
+            assert (reply.status, reply.body["code"]) == (403, "permission_denied"), procedure
+    reply = await call(client, p.LIST_FLEET_NODES, b'{"pageSize": 12', token=viewer)
+    assert (reply.status, reply.body["code"]) == (400, "invalid_argument")
 
 
 async def test_error_body_shape_and_content_type(client: Client) -> None:
