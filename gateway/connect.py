@@ -28,7 +28,7 @@ from gateway import errors
 from gateway.client_address import ClientAddress, Network, client_address
 from gateway.metrics import Metrics
 from gateway.principals import AdminPrincipal, NodePrincipal
-from gateway.ratelimit import RateLimits
+from gateway.ratelimit import RateLimits, client_key
 from gateway.rpcs import AuthKind, Limit, Principal, Rpc
 
 logger = logging.getLogger(__name__)
@@ -312,7 +312,7 @@ class ConnectEndpoint:
 
     def _check_limit(self, rpc: Rpc[Any, Any], client: ClientAddress, principal: Principal) -> None:
         if rpc.limit is Limit.AUTH:
-            wait = self.limits.auth.take(client.address)
+            wait = self.limits.auth.take(client_key(client.address))
         elif rpc.limit is Limit.HEARTBEAT and isinstance(principal, NodePrincipal):
             wait = self.limits.heartbeat.take(principal.fleet_node_id)
         else:
