@@ -144,10 +144,12 @@ class NotifyListener:
         """Apply notifications and send probes until the connection fails (Unavailable)."""
         probes = _Probes(self._clock)
         # The dispatcher never waits with a timeout: cancelling aiopg's notifies.get()
-        # can drop a notification it already took off the queue.
+        # can drop a notification it already took off the queue. It runs in the group's
+        # body: Python 3.11's TaskGroup leaves its parent marked as cancelling when a
+        # child fails after the body has finished.
         async with asyncio.TaskGroup() as group:
             group.create_task(self._probe_forever(conn, probes))
-            group.create_task(self._dispatch_forever(conn, probes))
+            await self._dispatch_forever(conn, probes)
 
     async def _probe_forever(self, conn: ListenConnection, probes: _Probes) -> NoReturn:
         while True:

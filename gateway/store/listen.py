@@ -10,6 +10,7 @@ nothing and answers nothing).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -31,6 +32,15 @@ KEEPALIVE_SETTINGS = {
     "keepalives_count": "3",
     "tcp_user_timeout": "10000",
 }
+
+
+def _honour_swallowed_cancellation() -> None:
+    """aiopg waits for the server with ``asyncio.wait_for``, which on Python 3.11 can
+    swallow a cancellation that arrives as the answer does (PITFALLS): the task then
+    runs on although its owner stopped it. Raise it again here."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 @attrs.frozen
@@ -65,6 +75,7 @@ class ListenConnection:
                     f"LISTEN {CHANNEL}; SELECT pg_notify(%s, %s)",  # a constant identifier
                     (self._probe_channel, str(number)),
                 )
+        _honour_swallowed_cancellation()
 
     async def subscribe(self) -> None:
         """LISTEN for node events and for this connection's own probes."""
@@ -72,6 +83,7 @@ class ListenConnection:
             async with self._conn.cursor() as cur:
                 await cur.execute(f"LISTEN {CHANNEL}")  # a constant identifier
                 await cur.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._probe_channel)))
+        _honour_swallowed_cancellation()
 
 
 @contextlib.asynccontextmanager
