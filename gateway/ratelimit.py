@@ -1,5 +1,5 @@
-"""In-process token buckets (SPEC 4.8): per client for enrollment and the handshake, per
-node for heartbeats.
+"""In-process token buckets (SPEC 4.8): per client for enrollment and the handshake and
+for failed authentication, per node for heartbeats.
 
 Each gateway process keeps its own buckets (N replicas give a fleet N times the
 budget; accepted).
@@ -98,7 +98,19 @@ class TokenBuckets:
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return None
-        return self._retry_after(bucket)
+        return self._retry_after(bucket.tokens)
+
+    def wait(self, key: Hashable) -> int | None:
+        """What :meth:`take` would answer now, without spending a token or making a bucket
+        (a key without a bucket has its whole burst, unless newcomers share the overflow)."""
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) < self._max_keys:
+                return None
+            bucket = self._overflow
+        tokens = self._tokens(bucket, now)
+        return None if tokens >= 1.0 else self._retry_after(tokens)
 
     def _refill(self, bucket: _Bucket, now: float) -> None:
         bucket.tokens = self._tokens(bucket, now)
@@ -107,8 +119,8 @@ class TokenBuckets:
     def _tokens(self, bucket: _Bucket, now: float) -> float:
         return min(self.burst, bucket.tokens + max(0.0, now - bucket.updated) * self.rate)
 
-    def _retry_after(self, bucket: _Bucket) -> int:
-        return max(1, math.ceil((1.0 - bucket.tokens) / self.rate))
+    def _retry_after(self, tokens: float) -> int:
+        return max(1, math.ceil((1.0 - tokens) / self.rate))
 
     def _make_room(self, now: float) -> bool:
         """Room for one more key, by the rule of the module docstring; False if none."""
@@ -134,10 +146,12 @@ class TokenBuckets:
 
 @attrs.frozen
 class RateLimits:
-    """The two limits of one gateway process."""
+    """The limits of one gateway process."""
 
     auth: TokenBuckets  # keyed by client_key(resolved client address)
     heartbeat: TokenBuckets  # keyed by fleet node id
+    # Spent by each refused credential, keyed like ``auth`` (gateway.admission).
+    auth_failures: TokenBuckets
 
 
 def new_rate_limits(
@@ -151,4 +165,5 @@ def new_rate_limits(
     return RateLimits(
         auth=TokenBuckets(auth_rate, auth_burst, clock=clock),
         heartbeat=TokenBuckets(heartbeat_rate, heartbeat_burst, clock=clock),
+        auth_failures=TokenBuckets(auth_rate, auth_burst, clock=clock),
     )

@@ -54,6 +54,9 @@ class Rpc(Generic[Req, Resp]):
     invoke: Callable[[Principal, Req], Awaitable[Resp]] | None
     limit: Limit | None = None
     role: Role | None = None  # ADMIN: admin tokens only; VIEWER: viewers too (SPEC 3.6)
+    # The body holds a credential the service looks up (an api key): its refusal is a
+    # failed authentication, limited like a refused bearer (gateway.admission).
+    credential_in_body: bool = False
 
     @property
     def name(self) -> str:
@@ -74,13 +77,14 @@ def public(
     call: Callable[[Req], Awaitable[Resp]],
     *,
     limit: Limit | None = None,
+    credential_in_body: bool = False,
 ) -> Rpc[Req, Resp]:
     """A procedure anyone may call (its credential travels in the body)."""
 
     async def invoke(_principal: Principal, request: Req) -> Resp:
         return await call(request)
 
-    return Rpc(procedure, AuthKind.NONE, invoke, limit)
+    return Rpc(procedure, AuthKind.NONE, invoke, limit, credential_in_body=credential_in_body)
 
 
 def for_node(
@@ -122,7 +126,7 @@ def rpc_table(services: Services) -> tuple[Rpc[Any, Any], ...]:
     enrollment, auth, admin = services.enrollment, services.auth, services.admin
     return (
         public(p.REGISTER, enrollment.register, limit=Limit.AUTH),
-        public(p.BEGIN_AUTH_HANDSHAKE, auth.begin, limit=Limit.AUTH),
+        public(p.BEGIN_AUTH_HANDSHAKE, auth.begin, limit=Limit.AUTH, credential_in_body=True),
         public(p.COMPLETE_AUTH_HANDSHAKE, auth.complete, limit=Limit.AUTH),
         for_node(p.UPLOAD_HEARTBEAT, services.heartbeats.record, limit=Limit.HEARTBEAT),
         unimplemented(p.UPLOAD_TELEMETRY, AuthKind.NODE),
