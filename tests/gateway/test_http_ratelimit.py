@@ -119,3 +119,17 @@ def test_when_every_bucket_is_over_its_limit_newcomers_share_one_bucket() -> Non
     assert buckets.take("new-4") is None
     assert buckets.take("new-4") is None
     assert len(buckets) <= 3
+
+
+def test_wait_tells_what_take_would_answer_without_spending() -> None:
+    """Peeking at a bucket spends nothing and makes no bucket for a key that has none."""
+    clock = MonotonicClock()
+    buckets = TokenBuckets(1, 2, clock=clock)
+    assert buckets.wait("k") is None
+    assert len(buckets) == 0
+    assert [buckets.take("k"), buckets.take("k")] == [None, None]
+    assert buckets.wait("k") == buckets.wait("k") == 1
+    clock.now += 1
+    assert buckets.wait("k") is None
+    assert buckets.take("k") is None
+    assert buckets.take("k") == 1
