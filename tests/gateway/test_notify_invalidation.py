@@ -51,12 +51,17 @@ def hits(h: Harness) -> float:
     return float(h.metrics.session_cache.labels(result="hit")._value.get())
 
 
-async def cached_on(h: Harness, token: str) -> None:
-    """Resolve twice so the second answer provably came from h's cache."""
+async def answers_from_cache(h: Harness, token: str) -> bool:
+    """Resolve twice: did the second answer come from h's cache?"""
     await h.services.auth.resolve_session(token)
     before = hits(h)
     await h.services.auth.resolve_session(token)
-    assert hits(h) == before + 1
+    return hits(h) == before + 1
+
+
+async def cached_on(h: Harness, token: str) -> None:
+    """Resolve twice so the second answer provably came from h's cache."""
+    assert await answers_from_cache(h, token)
 
 
 async def test_revoke_on_one_replica_ends_the_session_on_the_other(pair: Pair) -> None:
@@ -141,13 +146,6 @@ async def refused_within_a_second(pair: Pair, token: str, since: float) -> None:
             answered_after = time.monotonic() - since
             assert answered_after < 1.0, f"still answered {answered_after:.3f} s later"
             await ticks.wait_for(ticks.value + 1)
-
-
-async def answers_from_cache(h: Harness, token: str) -> bool:
-    await h.services.auth.resolve_session(token)
-    before = hits(h)
-    await h.services.auth.resolve_session(token)
-    return hits(h) == before + 1
 
 
 async def cache_comes_back(pair: Pair) -> None:
