@@ -1,6 +1,7 @@
 """The operator-facing services (SPEC 2.2, 3.3, 3.5): codes, listing, confirm and revoke.
 Everything is scoped to the token's organization: another organization's node id
-behaves exactly like one that does not exist.
+behaves exactly like one that does not exist. The role a call needs (a viewer may only
+list) is declared in ``gateway.rpcs`` and checked before these services run.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from gateway import secrets as s
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.enrollment import Enrollment
-from gateway.errors import FailedPrecondition, NotFound, PermissionDenied
+from gateway.errors import FailedPrecondition, NotFound
 from gateway.paging import decode_page_token, encode_page_token
-from gateway.principals import AdminPrincipal, Role
+from gateway.principals import AdminPrincipal
 from gateway.store.enrollment import EnrollmentStore
 from gateway.store.nodes import NodeStore
 from gateway.store.records import (
@@ -30,7 +31,6 @@ from gateway.store.records import (
 
 logger = logging.getLogger(__name__)
 
-NEEDS_ADMIN = "this call needs an admin token (the token's role is viewer)"
 NODE_NOT_FOUND = "fleet node not found"
 CONFIRM_REFUSED = {
     ConfirmOutcome.REVOKED: "fleet node is revoked",
@@ -109,15 +109,9 @@ class Admin:
         self._clock = clock
         self._on_revoked = on_revoked
 
-    @staticmethod
-    def _require_admin(p: AdminPrincipal) -> None:
-        if p.role is not Role.ADMIN:
-            raise PermissionDenied(NEEDS_ADMIN)
-
     async def create_code(
         self, p: AdminPrincipal, req: m.CreateEnrollmentCodeRequest
     ) -> m.CreateEnrollmentCodeResponse:
-        self._require_admin(p)
         ttl = req.ttl_seconds if req.ttl_seconds is not None else m.DEFAULT_CODE_TTL_SECONDS
         new = await self._enrollment.create_code(p.org_id, p.token_id, float(ttl))
         return m.CreateEnrollmentCodeResponse(
@@ -144,7 +138,6 @@ class Admin:
     async def confirm(
         self, p: AdminPrincipal, req: m.ConfirmFleetNodeRequest
     ) -> m.ConfirmFleetNodeResponse:
-        self._require_admin(p)
         api_key = s.new_api_key()
         outcome = await self._enrollments.confirm_node(
             p.org_id, req.fleet_node_id, self._clock(), s.digest(api_key)
@@ -157,7 +150,6 @@ class Admin:
         return m.ConfirmFleetNodeResponse(api_key=api_key)
 
     async def revoke(self, p: AdminPrincipal, req: m.RevokeFleetNodeRequest) -> m.Empty:
-        self._require_admin(p)
         if not await self._nodes.revoke_node(p.org_id, req.fleet_node_id, self._clock()):
             raise NotFound(NODE_NOT_FOUND)
         # This replica forgets the node at once; the others through NOTIFY.

@@ -88,15 +88,17 @@ class _PushChannel:
     def __init__(self, cache: SessionCache, writer: LastSeenWriter, metrics: Metrics) -> None:
         self._cache = cache
         self._writer = writer
-        self._metrics = metrics
+        # Read at each scrape: 1 exactly while the cache may answer (proved alive < 1 s ago).
+        metrics.listener_up.set_function(lambda: 1.0 if cache.enabled else 0.0)
 
     def connected(self) -> None:
         self._cache.enable()
-        self._metrics.listener_up.set(1)
+
+    def proved(self, sent_at: float) -> None:
+        self._cache.proved(sent_at)
 
     def lost(self) -> None:
         self._cache.disable()
-        self._metrics.listener_up.set(0)
 
     def invalidate(self, invalidation: Invalidation) -> None:
         node_id = invalidation.fleet_node_id
@@ -138,6 +140,7 @@ async def open_services(
                 on_connected=push.connected,
                 on_lost=push.lost,
                 on_invalidation=push.invalidate,
+                on_proved=push.proved,
                 timeout_seconds=config.db_timeout_seconds,
                 watch=watch,
             )

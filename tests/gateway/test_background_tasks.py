@@ -97,6 +97,7 @@ async def test_a_bug_in_a_notification_callback_ends_the_listener_loudly(
             on_connected=on_connected,
             on_lost=lambda: events.append("lost"),
             on_invalidation=on_invalidation,
+            on_proved=lambda _sent_at: None,
             timeout_seconds=5.0,
             watch=watch,
         ):
