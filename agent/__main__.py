@@ -20,7 +20,7 @@ from typing import NoReturn
 
 import trio
 
-from agent import daemon, enroll, logs, refresh, status
+from agent import daemon, enroll, healthcli, logs, refresh, status
 from agent.errors import (
     AgentError,
     ConfigurationError,
@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="fixed heartbeat interval, >= 1s (default: the interval the gateway asks for)",
     )
+    healthcli.add_commands(commands, common)
     return parser
 
 
@@ -175,8 +176,13 @@ def resolve_state_dir(flag: str | None, environ: Mapping[str, str]) -> Path:
     return Path(home) / ".local" / "state" / "fleetnode"
 
 
-async def _dispatch(args: argparse.Namespace, store: StateStore, runtime: Runtime) -> None:
-    if args.command == "enroll":
+async def _dispatch(args: argparse.Namespace, store: StateStore, runtime: Runtime) -> int:
+    """Run the command: its own exit code (``check``), else EXIT_OK unless it raises."""
+    if args.command == "check":
+        return healthcli.run_check(args, store, runtime)
+    if args.command == "watchdog":
+        await healthcli.run_watchdog(args, store, runtime)
+    elif args.command == "enroll":
         options = enroll.EnrollOptions(
             server_url=args.server_url,
             name=args.name or socket.gethostname(),
@@ -194,6 +200,7 @@ async def _dispatch(args: argparse.Namespace, store: StateStore, runtime: Runtim
     else:
         run_options = daemon.RunOptions(heartbeat_interval_seconds=args.heartbeat_interval)
         await daemon.run(store, run_options, runtime)
+    return EXIT_OK
 
 
 def _report(group: BaseExceptionGroup[BaseException], code: int, codes: list[int]) -> None:
@@ -216,7 +223,7 @@ async def execute(args: argparse.Namespace, store: StateStore, runtime: Runtime)
     """Run one command; every failure becomes a logged message and an exit code."""
     codes: list[int] = []
     try:
-        await _dispatch(args, store, runtime)
+        codes.append(await _dispatch(args, store, runtime))
     except* StateLocked as group:
         _report(group, EXIT_LOCKED, codes)
     except* ConfigurationError as group:
@@ -240,6 +247,7 @@ async def execute(args: argparse.Namespace, store: StateStore, runtime: Runtime)
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = build_parser().parse_args(argv)
+    healthcli.read_environment(args, os.environ)
     logs.configure(sys.stderr, args.log_format, args.log_level)
     store = StateStore(resolve_state_dir(args.state_dir, os.environ))
     runtime = Runtime(stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)

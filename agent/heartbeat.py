@@ -12,6 +12,8 @@ import trio
 from agent.backoff import backoff_seconds
 from agent.client import GatewayClient
 from agent.errors import NodeGone, ProtocolError, Rejected, Transient
+from agent.facts import FactsReporter
+from agent.healthwriter import HealthRecorder
 from agent.runtime import WallClock
 from agent.session import REENROLL_HINT, SessionHolder
 from fleetwire import messages as m
@@ -34,6 +36,9 @@ class HeartbeatTask:
     The k-th heartbeat of a schedule is due at ``anchor + k * interval`` and sent at that
     deadline plus an independent uniform jitter of ±10 % of the interval, so no drift
     accumulates. A schedule restarts (new anchor) when the interval changes.
+
+    Each attempt's outcome goes to ``health`` (health.json); ``facts`` says which heartbeat
+    carries the node's facts.
     """
 
     def __init__(
@@ -44,8 +49,12 @@ class HeartbeatTask:
         rng: random.Random,
         wall_clock: WallClock,
         interval_seconds: float | None,
+        facts: FactsReporter,
+        health: HealthRecorder,
     ) -> None:
         self._client = client
+        self._facts = facts
+        self._health = health
         self._holder = holder
         self._rng = rng
         self._wall_clock = wall_clock
@@ -65,9 +74,11 @@ class HeartbeatTask:
         next_at = anchor
         while True:
             await trio.sleep_until(next_at)
+            sent_at = self._wall_clock()
             try:
                 response = await self._send()
             except (Transient, Rejected, ProtocolError) as exc:
+                self._record_failure(sent_at, exc)
                 failures += 1
                 retry_after = exc.retry_after_seconds if isinstance(exc, Transient) else None
                 delay = backoff_seconds(self.interval_seconds, failures, self._rng, retry_after)
@@ -80,10 +91,12 @@ class HeartbeatTask:
                 next_at = trio.current_time() + delay
                 continue
             now = trio.current_time()
+            adopted = self._adopt_interval(response)
+            self._record_success(sent_at, response)
             if failures:
                 logger.info("heartbeat succeeded again after %d failures", failures)
                 failures = 0
-            if self._adopt_interval(response):
+            if adopted:
                 anchor, k = now, 0
             k += 1
             # Skip the slots a failure or a slow answer made us miss.
@@ -91,6 +104,28 @@ class HeartbeatTask:
                 k += 1
             jitter = self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION) * self.interval_seconds
             next_at = anchor + k * self.interval_seconds + jitter
+
+    def _session_expires_at(self) -> datetime.datetime | None:
+        session = self._holder.session
+        return None if session is None else session.expires_at
+
+    def _record_success(
+        self, sent_at: datetime.datetime, response: m.UploadHeartbeatResponse
+    ) -> None:
+        self._health.acknowledged(
+            sent_at=sent_at,
+            received_at=response.received_at or self._wall_clock(),
+            interval_seconds=self.interval_seconds,  # adopted already: the one now in force
+            session_expires_at=self._session_expires_at(),
+        )
+
+    def _record_failure(self, sent_at: datetime.datetime, exc: Exception) -> None:
+        self._health.failed(
+            sent_at=sent_at,
+            error=str(exc),
+            interval_seconds=self.interval_seconds,
+            session_expires_at=self._session_expires_at(),
+        )
 
     def _adopt_interval(self, response: m.UploadHeartbeatResponse) -> bool:
         """Take the gateway's interval (floored at 5 s) unless the flag fixed one."""
@@ -117,10 +152,26 @@ class HeartbeatTask:
         return await self._upload()
 
     async def _upload(self) -> m.UploadHeartbeatResponse:
+        """One heartbeat, carrying the facts when they are new to the gateway; facts it
+        refuses (``invalid_argument``) are dropped and the heartbeat sent again without."""
+        facts = self._facts.pending()
+        if facts is None:
+            return await self._post(None)
+        try:
+            response = await self._post(facts)
+        except Rejected as exc:
+            if exc.code is not Code.INVALID_ARGUMENT:
+                raise
+            self._facts.refused(facts, str(exc))
+            return await self._post(None)
+        self._facts.delivered(facts)
+        return response
+
+    async def _post(self, facts: m.NodeFacts | None) -> m.UploadHeartbeatResponse:
         sent_at = self._wall_clock()
         try:
             response = await self._client.call(
-                UPLOAD_HEARTBEAT, m.UploadHeartbeatRequest(sent_at=sent_at)
+                UPLOAD_HEARTBEAT, m.UploadHeartbeatRequest(sent_at=sent_at, facts=facts)
             )
         except Rejected as exc:
             if exc.code is Code.NOT_FOUND:

@@ -11,6 +11,8 @@ import attrs
 import httpx
 import trio
 
+from agent.facts import FactsSource, gather_facts
+
 
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
@@ -25,8 +27,8 @@ InThread = Callable[[Callable[[], None]], Awaitable[None]]
 
 @attrs.frozen
 class Runtime:
-    """Streams, the HTTP transport seam, the wall clock, the random source and the way
-    blocking work leaves the event loop."""
+    """Streams, the HTTP transport seam, the wall clock, the random source, the way
+    blocking work leaves the event loop, and where the node's facts come from."""
 
     stdin: TextIO
     stdout: TextIO
@@ -35,3 +37,4 @@ class Runtime:
     wall_clock: WallClock = utc_now
     rng: random.Random = attrs.field(factory=random.SystemRandom)
     in_thread: InThread = trio.to_thread.run_sync
+    node_facts: FactsSource = gather_facts

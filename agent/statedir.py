@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 LOCK_FILE = "state.lock"
-_TEMP_PREFIX = ".state.json."
 _TEMP_SUFFIX = ".tmp"
 
 
@@ -181,18 +180,24 @@ class StateDir:
         :class:`StateNotSaved` (naming the cause, e.g. a full disk) when it cannot: the
         previous ``state.json`` is then unchanged and no temp file is left behind.
         """
-        target = self._store.state_path
+        self.write_file(STATE_FILE, encode_state(state), replace=self._store.replace)
+
+    def write_file(self, name: str, data: bytes, *, replace: Replace = os.replace) -> None:
+        """Atomically replace the private file ``name`` (0600) of this directory with
+        ``data``, as :meth:`save` does for state.json (which passes the store's ``replace``
+        seam); temp files an earlier write of ``name`` left behind are removed first."""
+        target = self.path / name
         try:
-            self._remove_stale_temp_files()
-            fd, temp = self._create_temp_file()
+            self._remove_stale_temp_files(name)
+            fd, temp = self._create_temp_file(name)
         except OSError as exc:
             raise _not_saved(target, exc) from exc
         try:
             with os.fdopen(fd, "wb") as out:
-                out.write(encode_state(state))
+                out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
-            self._store.replace(temp, STATE_FILE, src_dir_fd=self._fd, dst_dir_fd=self._fd)
+            replace(temp, name, src_dir_fd=self._fd, dst_dir_fd=self._fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=self._fd)
@@ -202,6 +207,10 @@ class StateDir:
         except OSError as exc:
             # The rename happened: the new file is in place, only its durability is unsure.
             raise _not_saved(target, exc, replaced=True) from exc
+
+    def fileno(self) -> int:
+        """The directory's descriptor, for readers of its other files (health.json)."""
+        return self._fd
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -262,11 +271,11 @@ class StateDir:
             raise
         return fd
 
-    def _create_temp_file(self) -> tuple[int, str]:
-        """A new private temp file beside state.json: (descriptor, name)."""
+    def _create_temp_file(self, target: str) -> tuple[int, str]:
+        """A new private temp file beside ``target``: (descriptor, name)."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         for _ in range(100):
-            name = f"{_TEMP_PREFIX}{secrets.token_hex(6)}{_TEMP_SUFFIX}"
+            name = f"{_temp_prefix(target)}{secrets.token_hex(6)}{_TEMP_SUFFIX}"
             try:
                 fd = os.open(name, flags, FILE_MODE, dir_fd=self._fd)
             except FileExistsError:
@@ -281,13 +290,19 @@ class StateDir:
             return fd, name
         raise FileExistsError(errno.EEXIST, "no unused temporary file name")
 
-    def _remove_stale_temp_files(self) -> None:
-        """Remove temp files a crashed save left behind (commands save with the lock held)."""
+    def _remove_stale_temp_files(self, target: str) -> None:
+        """Remove temp files a crashed save of ``target`` left behind (commands save with the
+        lock held; only ``target``'s own: the daemon writes two files at once)."""
+        prefix = _temp_prefix(target)
         for name in os.listdir(self._fd):
-            if name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX):
+            if name.startswith(prefix) and name.endswith(_TEMP_SUFFIX):
                 logger.info("removing %s left behind by an interrupted save", name)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name, dir_fd=self._fd)
+
+
+def _temp_prefix(target: str) -> str:
+    return f".{target}."  # ".state.json.": what a crashed save of state.json leaves
 
 
 def _read_pid(fd: int) -> int | None:
@@ -299,10 +314,11 @@ def _read_pid(fd: int) -> int | None:
 
 def _not_saved(path: Path, exc: OSError, *, replaced: bool = False) -> StateNotSaved:
     # The cause as the OS words it ("No space left on device"): what the operator needs.
+    what = "state" if path.name == STATE_FILE else path.name
     outcome = (
-        "the new state is in place but may not survive a power loss"
+        f"the new {what} is in place but may not survive a power loss"
         if replaced
-        else "the previous state is unchanged"
+        else f"the previous {what} is unchanged"
     )
     return StateNotSaved(
         f"cannot save {path}: {exc.strerror or type(exc).__name__}; {outcome} "

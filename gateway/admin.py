@@ -1,7 +1,8 @@
 """The operator-facing services (SPEC 2.2, 3.3, 3.5): listing, confirm and revoke (codes:
 ``gateway.codes``).
 Everything is scoped to the token's organization: another organization's node id
-behaves exactly like one that does not exist.
+behaves exactly like one that does not exist. The role a call needs (a viewer may only
+list) is declared in ``gateway.rpcs`` and checked before these services run.
 """
 
 from __future__ import annotations
@@ -14,16 +15,22 @@ from fleetwire import messages as m
 from gateway import secrets as s
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.errors import FailedPrecondition, NotFound, PermissionDenied
+from gateway.errors import FailedPrecondition, NotFound
 from gateway.paging import decode_page_token, encode_page_token
-from gateway.principals import AdminPrincipal, Role
+from gateway.principals import AdminPrincipal
 from gateway.store.enrollment import EnrollmentStore
 from gateway.store.nodes import NodeStore
-from gateway.store.records import ConfirmOutcome, ConnectivityFilter, NodeRecord, NodeStatus
+from gateway.store.records import (
+    ConfirmOutcome,
+    ConnectivityFilter,
+    Liveness,
+    NodeFactsRecord,
+    NodeRecord,
+    NodeStatus,
+)
 
 logger = logging.getLogger(__name__)
 
-NEEDS_ADMIN = "this call needs an admin token (the token's role is viewer)"
 NODE_NOT_FOUND = "fleet node not found"
 CONFIRM_REFUSED = {
     ConfirmOutcome.REVOKED: "fleet node is revoked",
@@ -42,18 +49,32 @@ _FILTER = {
     m.Connectivity.CONNECTIVITY_ONLINE: ConnectivityFilter.ONLINE,
     m.Connectivity.CONNECTIVITY_OFFLINE: ConnectivityFilter.OFFLINE,
     m.Connectivity.CONNECTIVITY_NEVER_SEEN: ConnectivityFilter.NEVER_SEEN,
+    m.Connectivity.CONNECTIVITY_STOPPED: ConnectivityFilter.STOPPED,
 }
 
 
-def connectivity_of(
-    last_seen_at: datetime.datetime | None, online_since: datetime.datetime
-) -> m.Connectivity:
-    """The same rule ``NodeStore.list_nodes`` filters with (SPEC 4.5)."""
-    if last_seen_at is None:
+def connectivity_of(record: NodeRecord, online_since: datetime.datetime) -> m.Connectivity:
+    """The same rule ``NodeStore.list_nodes`` filters with (SPEC 4.5, 4.10): a node that
+    said goodbye is STOPPED until its next heartbeat, whatever --offline-after says."""
+    if record.liveness is Liveness.STOPPED:
+        return m.Connectivity.CONNECTIVITY_STOPPED
+    if record.last_seen_at is None:
         return m.Connectivity.CONNECTIVITY_NEVER_SEEN
-    if last_seen_at >= online_since:
+    if record.last_seen_at >= online_since:
         return m.Connectivity.CONNECTIVITY_ONLINE
     return m.Connectivity.CONNECTIVITY_OFFLINE
+
+
+def facts_of(facts: NodeFactsRecord | None) -> m.NodeFacts | None:
+    if facts is None:
+        return None
+    return m.NodeFacts(
+        agent_version=facts.agent_version,
+        hostname=facts.hostname,
+        os=facts.os,
+        boot_id=facts.boot_id,
+        python_version=facts.python_version,
+    )
 
 
 def summary_of(record: NodeRecord, online_since: datetime.datetime) -> m.FleetNodeSummary:
@@ -65,8 +86,9 @@ def summary_of(record: NodeRecord, online_since: datetime.datetime) -> m.FleetNo
         identity_fingerprint=record.identity_fingerprint,
         created_at=record.created_at,
         last_seen_at=record.last_seen_at,
-        connectivity=connectivity_of(record.last_seen_at, online_since),
+        connectivity=connectivity_of(record, online_since),
         clock_skew_ms=None if record.clock_skew_ms is None else m.Int64(record.clock_skew_ms),
+        facts=facts_of(record.facts),
     )
 
 
@@ -84,11 +106,6 @@ class Admin:
         self._config = config
         self._clock = clock
         self._on_revoked = on_revoked
-
-    @staticmethod
-    def _require_admin(p: AdminPrincipal) -> None:
-        if p.role is not Role.ADMIN:
-            raise PermissionDenied(NEEDS_ADMIN)
 
     async def list_nodes(
         self, p: AdminPrincipal, req: m.ListFleetNodesRequest
@@ -108,7 +125,6 @@ class Admin:
     async def confirm(
         self, p: AdminPrincipal, req: m.ConfirmFleetNodeRequest
     ) -> m.ConfirmFleetNodeResponse:
-        self._require_admin(p)
         api_key = s.new_api_key()
         outcome = await self._enrollments.confirm_node(
             p.org_id, req.fleet_node_id, self._clock(), s.digest(api_key)
@@ -121,7 +137,6 @@ class Admin:
         return m.ConfirmFleetNodeResponse(api_key=api_key)
 
     async def revoke(self, p: AdminPrincipal, req: m.RevokeFleetNodeRequest) -> m.Empty:
-        self._require_admin(p)
         if not await self._nodes.revoke_node(p.org_id, req.fleet_node_id, self._clock()):
             raise NotFound(NODE_NOT_FOUND)
         # This replica forgets the node at once; the others through NOTIFY.

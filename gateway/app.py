@@ -19,10 +19,12 @@ from aiohttp.log import server_logger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import services
+from gateway.admission import Admission
 from gateway.config import Config
 from gateway.connect import ConnectEndpoint
 from gateway.metrics import Metrics, new_metrics
 from gateway.ratelimit import Clock, new_rate_limits
+from gateway.readiness_cache import CachedProbe
 from gateway.rpcs import rpc_table
 
 OpenServices = Callable[
@@ -32,6 +34,7 @@ OpenServices = Callable[
 METRICS_KEY = web.AppKey("metrics", Metrics)
 SERVICES_KEY = web.AppKey("services", services.Services)
 CONNECT_KEY = web.AppKey("connect", ConnectEndpoint)
+READINESS_KEY = web.AppKey("readiness", CachedProbe)
 
 # How long a load balancer should wait before asking /readyz again.
 NOT_READY_RETRY_AFTER_SECONDS = 5
@@ -57,7 +60,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if await request.app[SERVICES_KEY].readiness.check():
+    if await request.app[READINESS_KEY].check():
         return web.Response(text="ready\n")
     return web.Response(
         status=503,
@@ -81,7 +84,8 @@ def create_app(
     open_services: OpenServices = services.open_services,
     clock: Clock = time.monotonic,
 ) -> web.Application:
-    """The gateway app; ``open_services`` and ``clock`` (the rate limits') are test seams."""
+    """The gateway app; ``open_services`` and ``clock`` (the monotonic clock of the rate
+    limits and of /readyz's cached probe) are test seams."""
     # The adapter reads bodies itself (to cap gzip), and logs each call with the
     # client address resolved behind trusted proxies, so aiohttp does neither.
     app = web.Application(
@@ -103,10 +107,11 @@ def create_app(
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_services(config, metrics) as opened:
             app[SERVICES_KEY] = opened
+            app[READINESS_KEY] = CachedProbe(opened.readiness.check, clock)
             app[CONNECT_KEY] = ConnectEndpoint(
                 rpcs={rpc.procedure.path: rpc for rpc in rpc_table(opened)},
                 authenticator=opened.auth,
-                limits=limits,
+                admission=Admission(limits, metrics),
                 metrics=metrics,
                 trusted_proxies=config.trusted_proxies,
             )

@@ -101,15 +101,24 @@ class Auth:
         logger.info("session started fleet_node_id=%s", node_id)
         return m.CompleteAuthHandshakeResponse(session_token=token, expires_at=expires_at)
 
+    def cached_session(self, token: str) -> NodePrincipal | None:
+        """The node holding this session if the cache may answer for it (no database
+        work either way)."""
+        if not self._cache.enabled or not s.looks_like_session_token(token):
+            return None
+        cached = self._cache.get(s.digest(token))
+        if cached is not None:
+            self._metrics.session_cache.labels(result="hit").inc()
+        return cached
+
     async def resolve_session(self, token: str) -> NodePrincipal:
         """The node holding this session; a cache hit costs no database round trip."""
         if not s.looks_like_session_token(token):
             raise self._refuse("invalid_session", INVALID_SESSION)
-        token_hash = s.digest(token)
-        cached = self._cache.get(token_hash) if self._cache.enabled else None
+        cached = self.cached_session(token)
         if cached is not None:
-            self._metrics.session_cache.labels(result="hit").inc()
             return cached
+        token_hash = s.digest(token)
         self._metrics.session_cache.labels(result="miss").inc()
         generation = self._cache.generation()
         session = await self._store.find_session(token_hash, self._clock())

@@ -88,6 +88,16 @@ def _text(text: str) -> str:
     return text
 
 
+def parse_switch(text: str) -> bool:
+    """An on/off option's environment value (its flag takes no value)."""
+    spelled = text.strip().lower()
+    if spelled in ("1", "true", "yes", "on"):
+        return True
+    if spelled in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"invalid switch {text!r}: use true or false")
+
+
 @attrs.frozen
 class Option:
     """One configuration option: its flag, the Config field it sets, and its parser."""
@@ -96,6 +106,7 @@ class Option:
     field: str  # the Config attribute it sets
     parse: Callable[[str], Any]
     help: str
+    switch: bool = False  # a flag without a value (its variable takes true/false)
 
     @property
     def flag(self) -> str:
@@ -158,6 +169,19 @@ OPTIONS: tuple[Option, ...] = (
         parse_rate,
         "heartbeats per second per node, burst twice that (4)",
     ),
+    Option(
+        "event-retention",
+        "event_retention_seconds",
+        parse_duration,
+        "how long connectivity events are kept (30d)",
+    ),
+    Option(
+        "reuse-port",
+        "reuse_port",
+        parse_switch,
+        "bind with SO_REUSEPORT so several serve processes share one port (each a full replica)",
+        switch=True,
+    ),
     Option("log-format", "log_format", parse_log_format, "text or json (text)"),
     Option("log-level", "log_level", parse_log_level, "debug|info|warning|error (info)"),
 )
@@ -180,6 +204,15 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     environment and the defaults can fill them in later."""
     group = parser.add_argument_group("configuration (each also FLEET_<OPTION>)")
     for option in OPTIONS:
+        if option.switch:
+            group.add_argument(
+                option.flag,
+                dest=option.dest,
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help=option.help,
+            )
+            continue
         group.add_argument(
             option.flag,
             dest=option.dest,

@@ -1,7 +1,8 @@
 """Enrollment codes as operators manage them (SPEC 2.2, 3.8, 3.9): create, list, revoke.
 
 Scoped to the admin token's organization: another organization's code id behaves exactly
-like one that does not exist. Creating and revoking need the admin role; viewers may list.
+like one that does not exist. The role each call needs (viewers may list) is declared in
+``gateway.rpcs``.
 """
 
 from __future__ import annotations
@@ -12,15 +13,14 @@ import logging
 from fleetwire import messages as m
 from gateway import secrets as s
 from gateway.clock import Clock
-from gateway.errors import NotFound, PermissionDenied
+from gateway.errors import NotFound
 from gateway.paging import decode_page_token, encode_page_token
-from gateway.principals import AdminPrincipal, Role
+from gateway.principals import AdminPrincipal
 from gateway.store.codes import CodeStore, NewCodeRow
 from gateway.store.records import CodeRecord, CodeState
 
 logger = logging.getLogger(__name__)
 
-NEEDS_ADMIN = "this call needs an admin token (the token's role is viewer)"
 CODE_NOT_FOUND = "enrollment code not found"
 _STATE = {
     CodeState.OPEN: m.EnrollmentCodeState.ENROLLMENT_CODE_STATE_OPEN,
@@ -47,16 +47,10 @@ class EnrollmentCodes:
         self._store = store
         self._clock = clock
 
-    @staticmethod
-    def _require_admin(p: AdminPrincipal) -> None:
-        if p.role is not Role.ADMIN:
-            raise PermissionDenied(NEEDS_ADMIN)
-
     async def create_code(
         self, p: AdminPrincipal, req: m.CreateEnrollmentCodeRequest
     ) -> m.CreateEnrollmentCodeResponse:
         """A new code, shown once; the message validated its TTL and uses (SPEC 2.2)."""
-        self._require_admin(p)
         ttl = req.ttl_seconds if req.ttl_seconds is not None else m.DEFAULT_CODE_TTL_SECONDS
         code = s.new_enrollment_code()
         now = self._clock()
@@ -102,7 +96,6 @@ class EnrollmentCodes:
     async def revoke_code(self, p: AdminPrincipal, req: m.RevokeEnrollmentCodeRequest) -> m.Empty:
         """The code stops working at once, retries included; nodes it registered that
         still await confirmation go with it; confirmed nodes are unaffected."""
-        self._require_admin(p)
         if not await self._store.revoke_code(p.org_id, req.pending_enrollment_id, self._clock()):
             raise NotFound(CODE_NOT_FOUND)
         logger.info("enrollment code revoked pending_enrollment_id=%s", req.pending_enrollment_id)

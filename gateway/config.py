@@ -26,6 +26,7 @@ class Config:
     database_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
+    reuse_port: bool = False
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     session_ttl_seconds: float = 24 * 3600.0
     last_seen_debounce_seconds: float = 60.0
@@ -38,6 +39,9 @@ class Config:
     node_heartbeat_rate: float = 4.0
     challenge_ttl_seconds: float = 30.0
     sweep_interval_seconds: float = 300.0
+    event_retention_seconds: float = 30 * 86400.0
+    offline_scan_interval_seconds: float = 5.0  # OFFLINE recorded within 30 s (SPEC 4.9)
+    gauge_refresh_interval_seconds: float = 15.0  # fleet_nodes (SPEC 2.3)
     session_cache_size: int = 200_000
     db_pool_size: int = 10
     db_timeout_seconds: float = 5.0
@@ -62,3 +66,5 @@ class Config:
             raise ConfigError("--heartbeat-interval must be at least 5s")
         if self.flush_interval_seconds <= 0:
             raise ConfigError("--flush-interval must be positive")
+        if self.event_retention_seconds <= 0:
+            raise ConfigError("--event-retention must be positive, e.g. 30d")

@@ -21,7 +21,7 @@ class Metrics:
     heartbeats_debounced: Counter
     auth_failures: Counter  # labels: reason
     session_cache: Counter  # labels: result (hit|miss)
-    rate_limited: Counter  # labels: limit (auth|heartbeat)
+    rate_limited: Counter  # labels: limit (auth|heartbeat|auth_failures)
     db_pool_in_use: Gauge
     fleet_nodes: Gauge  # labels: org, connectivity (online|offline|never_seen|stopped)
     listener_up: Gauge
@@ -79,7 +79,7 @@ def new_metrics() -> Metrics:
         ),
         rate_limited=Counter(
             "fleet_gateway_rate_limited",
-            "Requests refused by a rate limit, by limit (auth|heartbeat)",
+            "Requests refused by a rate limit, by limit (auth|heartbeat|auth_failures)",
             ["limit"],
             registry=registry,
         ),

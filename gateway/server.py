@@ -64,7 +64,9 @@ async def serve(
     await runner.setup()  # enters the cleanup contexts: opens the services
     try:
         try:
-            await web.TCPSite(runner, config.host, config.port).start()
+            await web.TCPSite(
+                runner, config.host, config.port, reuse_port=config.reuse_port or None
+            ).start()
         except OSError as exc:
             if not (any_port_if_taken and exc.errno == errno.EADDRINUSE):
                 url = url_for(config.host, config.port)

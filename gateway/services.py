@@ -25,9 +25,13 @@ from gateway.codes import EnrollmentCodes
 from gateway.config import Config
 from gateway.enrollment import Enrollment
 from gateway.errors import DatabaseFault, Unavailable
+from gateway.event_retention import open_event_retention
+from gateway.events import FleetEvents
+from gateway.fleet_gauges import open_fleet_gauges
 from gateway.heartbeat import Heartbeats
 from gateway.listener import NotifyListener, open_listener
 from gateway.metrics import Metrics
+from gateway.offline_scan import open_offline_scanner
 from gateway.session_cache import SessionCache
 from gateway.store.notifications import Invalidation, InvalidationKind
 from gateway.store.pool import Database
@@ -74,6 +78,7 @@ class Services:
     heartbeats: Heartbeats
     admin: Admin
     readiness: Readiness
+    events: FleetEvents
     # The background parts, for what a test or an operator may need to wait on or read.
     listener: NotifyListener
     writer: LastSeenWriter
@@ -85,15 +90,17 @@ class _PushChannel:
     def __init__(self, cache: SessionCache, writer: LastSeenWriter, metrics: Metrics) -> None:
         self._cache = cache
         self._writer = writer
-        self._metrics = metrics
+        # Read at each scrape: 1 exactly while the cache may answer (proved alive < 1 s ago).
+        metrics.listener_up.set_function(lambda: 1.0 if cache.enabled else 0.0)
 
     def connected(self) -> None:
         self._cache.enable()
-        self._metrics.listener_up.set(1)
+
+    def proved(self, sent_at: float) -> None:
+        self._cache.proved(sent_at)
 
     def lost(self) -> None:
         self._cache.disable()
-        self._metrics.listener_up.set(0)
 
     def invalidate(self, invalidation: Invalidation) -> None:
         node_id = invalidation.fleet_node_id
@@ -115,9 +122,10 @@ class _PushChannel:
 async def open_services(
     config: Config, metrics: Metrics, *, clock: Clock = utc_now
 ) -> AsyncIterator[Services]:
-    """Open the pool and start the writer, listener and sweeper; on the way out stop them
-    in reverse order: pending heartbeat writes are flushed (and answered) before the pool
-    closes. Every await of the way out is bounded."""
+    """Open the pool and start the writer, listener, sweeper, offline scan, fleet gauges and
+    event retention; on the way out stop them in reverse order: pending heartbeat writes
+    are flushed (and answered) before the pool closes. Every await of the way out is
+    bounded."""
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(
             open_store(
@@ -139,12 +147,36 @@ async def open_services(
                 on_connected=push.connected,
                 on_lost=push.lost,
                 on_invalidation=push.invalidate,
+                on_proved=push.proved,
                 timeout_seconds=config.db_timeout_seconds,
                 watch=watch,
             )
         )
         await stack.enter_async_context(
             open_sweeper(store.housekeeping, clock, config.sweep_interval_seconds, watch)
+        )
+        await stack.enter_async_context(
+            open_offline_scanner(
+                store.liveness,
+                clock,
+                config.offline_after_seconds,
+                config.offline_scan_interval_seconds,
+                watch,
+            )
+        )
+        await stack.enter_async_context(
+            open_fleet_gauges(
+                store.liveness, metrics.fleet_nodes, config.gauge_refresh_interval_seconds, watch
+            )
+        )
+        await stack.enter_async_context(
+            open_event_retention(
+                store.events,
+                clock,
+                config.event_retention_seconds,
+                config.sweep_interval_seconds,
+                watch,
+            )
         )
         yield Services(
             enrollment=Enrollment(store.registration, metrics, clock, on_rekeyed=push.rekeyed),
@@ -153,6 +185,7 @@ async def open_services(
             heartbeats=Heartbeats(writer, config, metrics, clock),
             admin=Admin(store.nodes, store.enrollment, config, clock, on_revoked=push.revoked),
             readiness=Readiness(store.database, watch, metrics),
+            events=FleetEvents(store.events, store.summary, config, clock),
             listener=listener,
             writer=writer,
         )

@@ -6,6 +6,14 @@ entry of a node whose session rotated or which was revoked. While that connectio
 is down notifications could be missed, so the cache is disabled (every lookup goes
 to the database) and emptied when the connection comes back.
 
+A connection that is up may still be dead without saying so, so the cache answers
+(``enabled``) only within ``LIVENESS_WINDOW_SECONDS`` of the listener's last proof that
+it is alive and caught up (``proved``, a monotonic time: every notification committed
+before it has been applied). A revoke is therefore honoured within a second even by a
+replica whose connection died silently. Entries are kept meanwhile: the connection
+delivers in order, so they are right again by the next proof (or dropped with the
+connection).
+
 A lookup that raced with an invalidation of its node must not cache what it read:
 callers take ``generation()`` before the database query and pass it to ``put``,
 which checks the recent invalidations (and refuses when that history is too short).
@@ -14,17 +22,29 @@ which checks the recent invalidations (and refuses when that history is too shor
 from __future__ import annotations
 
 import collections
+import math
+import time
+from collections.abc import Callable
 
 from gateway.clock import Clock
 from gateway.principals import NodePrincipal
 
 _HISTORY = 1024
+LIVENESS_WINDOW_SECONDS = 1.0  # SPEC 3.5, 4.4: every replica within 1 s
 
 
 class SessionCache:
-    def __init__(self, max_entries: int, clock: Clock) -> None:
+    def __init__(
+        self,
+        max_entries: int,
+        clock: Clock,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._max_entries = max(0, max_entries)
         self._clock = clock
+        self._monotonic = monotonic
+        self._proved_at = -math.inf
         self._entries: collections.OrderedDict[bytes, NodePrincipal] = collections.OrderedDict()
         self._by_node: dict[int, set[bytes]] = {}
         self._generation = 0
@@ -39,15 +59,23 @@ class SessionCache:
 
     @property
     def enabled(self) -> bool:
-        return self._enabled
+        """May the cache answer? Only while the push channel is connected and proved
+        itself alive within the last ``LIVENESS_WINDOW_SECONDS``."""
+        return self._enabled and self._monotonic() - self._proved_at < LIVENESS_WINDOW_SECONDS
 
     def enable(self) -> None:
-        """The push channel is live again: start from empty, anything may have changed."""
+        """The push channel is connected again: start from empty, anything may have
+        changed; answer once it has proved itself."""
         self.clear()
         self._enabled = True
 
+    def proved(self, sent_at: float) -> None:
+        """Every notification committed before monotonic time ``sent_at`` is applied."""
+        self._proved_at = max(self._proved_at, sent_at)
+
     def disable(self) -> None:
         self._enabled = False
+        self._proved_at = -math.inf
         self.clear()
 
     def generation(self) -> int:

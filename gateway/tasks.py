@@ -38,6 +38,11 @@ class TaskWatch:
     def all_alive(self) -> bool:
         return not self._dead
 
+    def started(self, name: str) -> None:
+        """Export the task's failure count (at 0) from the start: alert rules on
+        ``increase()`` need the series before the first failure."""
+        self._failures.labels(task=name)
+
     def died(self, name: str) -> None:
         self._dead.add(name)
         self._failures.labels(task=name).inc()
@@ -69,6 +74,7 @@ async def watched_task(
         watch.died(name)
         on_death()
 
+    watch.started(name)
     task = asyncio.create_task(guarded(), name=f"fleet-{name}")
     try:
         yield task

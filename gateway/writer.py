@@ -8,6 +8,12 @@ UPDATE statement whose predicate repeats the debounce (so replicas sharing the
 database write once per window). Every waiter is answered only after that
 statement committed (or failed: ``Unavailable``, never an unfounded success).
 
+A goodbye (``stopping``) or a heartbeat carrying facts is always submitted (the
+heartbeat service skips ``recently_written`` for it) and the statement writes it
+inside the window when it changes something (SPEC 4.10, 4.11); the same statement
+records the node's connectivity events (``gateway.store.last_seen``), so a heartbeat
+the debounce absorbs costs no write at all.
+
 ``open_writer`` owns the task; on the way out it flushes what is queued (bounded).
 """
 
@@ -22,11 +28,13 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import NoReturn
 
+import attrs
+
 from gateway.config import Config
 from gateway.errors import DatabaseFault, Unavailable
 from gateway.metrics import Metrics
 from gateway.store.last_seen import LastSeenStore
-from gateway.store.records import LastSeenWrite
+from gateway.store.records import LastSeenWrite, NodeFactsRecord
 from gateway.tasks import TaskWatch, watched_task
 
 logger = logging.getLogger(__name__)
@@ -45,18 +53,27 @@ class WriteOutcome(enum.Enum):
 class _Entry:
     """One node's queued write: the latest heartbeat wins, every waiter is answered."""
 
-    __slots__ = ("seen_at", "skew_ms", "waiters")
+    __slots__ = ("waiters", "write")
 
-    def __init__(self, seen_at: datetime.datetime, skew_ms: int) -> None:
-        self.seen_at = seen_at
-        self.skew_ms = skew_ms
+    def __init__(self, write: LastSeenWrite) -> None:
+        self.write = write
         self.waiters: list[asyncio.Future[WriteOutcome]] = []
+
+    def merge(self, other: LastSeenWrite) -> None:
+        # Facts are news whichever heartbeat of the batch carried them (the agent sends
+        # them once), even one that queued late with an older time.
+        facts = self.write.facts or other.facts
+        if other.seen_at >= self.write.seen_at:
+            self.write = attrs.evolve(other, facts=other.facts or facts)
+        elif facts is not self.write.facts:
+            self.write = attrs.evolve(self.write, facts=facts)
 
 
 class LastSeenWriter:
     def __init__(self, store: LastSeenStore, config: Config, metrics: Metrics) -> None:
         self._store = store
         self._debounce_seconds = config.last_seen_debounce_seconds
+        self._offline_after_seconds = config.offline_after_seconds
         self._flush_interval_seconds = config.flush_interval_seconds
         self._max_rows = max(1, config.flush_max_rows)
         self._max_remembered = max(1, config.session_cache_size)
@@ -98,18 +115,27 @@ class LastSeenWriter:
         """Nodes waiting for the next flush."""
         return len(self._pending)
 
-    async def submit(self, node_id: int, seen_at: datetime.datetime, skew_ms: int) -> WriteOutcome:
-        """Queue a write of ``seen_at`` and wait until its flush committed."""
+    async def submit(
+        self,
+        node_id: int,
+        seen_at: datetime.datetime,
+        skew_ms: int,
+        *,
+        stopping: bool = False,
+        facts: NodeFactsRecord | None = None,
+    ) -> WriteOutcome:
+        """Queue a write of ``seen_at`` (a goodbye, facts) and wait until its flush committed."""
         if self._refusal is not None:
             raise Unavailable(self._refusal, retry_after_seconds=1.0)
         loop = asyncio.get_running_loop()
         if self._oldest_queued_at is None:
             self._oldest_queued_at = loop.time()
+        write = LastSeenWrite(node_id, seen_at, skew_ms, stopping, facts)
         entry = self._pending.get(node_id)
         if entry is None:
-            entry = self._pending[node_id] = _Entry(seen_at, skew_ms)
-        elif seen_at >= entry.seen_at:
-            entry.seen_at, entry.skew_ms = seen_at, skew_ms
+            entry = self._pending[node_id] = _Entry(write)
+        else:
+            entry.merge(write)
         waiter: asyncio.Future[WriteOutcome] = loop.create_future()
         entry.waiters.append(waiter)
         self._wakeup.set()
@@ -171,9 +197,11 @@ class LastSeenWriter:
 
     async def _write(self, items: list[tuple[int, _Entry]]) -> None:
         entries = dict(items)
-        writes = [LastSeenWrite(node_id, entry.seen_at, entry.skew_ms) for node_id, entry in items]
+        writes = [entry.write for _node_id, entry in items]
         try:
-            results = await self._store.write(writes, self._debounce_seconds)
+            results = await self._store.write(
+                writes, self._debounce_seconds, self._offline_after_seconds
+            )
         except (Unavailable, DatabaseFault) as exc:
             logger.warning("last_seen flush of %s nodes failed: %s", len(items), exc)
             self._fail(entries.values(), "database unavailable")
@@ -184,7 +212,12 @@ class LastSeenWriter:
             entry = entries[result.fleet_node_id]
             if result.written:
                 written += 1
-                self._remember(result.fleet_node_id, entry.seen_at)
+                if entry.write.stopping:
+                    # STOPPED lasts until the next heartbeat: that one must reach the
+                    # database, however recent this write.
+                    self.forget(result.fleet_node_id)
+                else:
+                    self._remember(result.fleet_node_id, entry.write.seen_at)
                 outcome = WriteOutcome.WRITTEN
             elif result.live:
                 if result.last_seen_at is not None:

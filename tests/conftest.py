@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.dev.pgcluster import Cluster
-from tests.support.postgres import drop_database, new_database, start_cluster
+from tests.support.postgres import admin_sql, drop_database, new_database, start_cluster
 
 
 @pytest.fixture(scope="session")
@@ -29,4 +29,14 @@ def database_url(pg_cluster: Cluster) -> Iterator[str]:
     """A fresh database with the schema applied, dropped after the test."""
     name, url = new_database(pg_cluster)
     yield url
+    drop_database(pg_cluster, name)
+
+
+@pytest.fixture
+def empty_database(pg_cluster: Cluster) -> Iterator[str]:
+    """A database without any schema (what init-db finds on a first deploy), dropped after
+    the test."""
+    name = "empty_for_init_db"
+    admin_sql(pg_cluster, f"CREATE DATABASE {name}")
+    yield pg_cluster.url(name)
     drop_database(pg_cluster, name)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime
 
+from gateway.store.events import record_event
 from gateway.store.pool import Database
-from gateway.store.records import ConfirmOutcome, NodeStatus
+from gateway.store.records import ConfirmOutcome, EventKind, NodeStatus
 
 
 class EnrollmentStore:
@@ -65,4 +66,5 @@ class EnrollmentStore:
                 """,
                 (org_id, node_id, key_hash, now),
             )
+            await record_event(cur, org_id, node_id, EventKind.CONFIRMED, now)
             return ConfirmOutcome.CONFIRMED

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import aiopg
@@ -143,12 +143,16 @@ async def open_database(
 
 
 @contextlib.asynccontextmanager
-async def connect(database_url: str, timeout_seconds: float) -> AsyncIterator[aiopg.Connection]:
-    """One connection outside any pool (one-shot commands, LISTEN), closed on exit."""
+async def connect(
+    database_url: str, timeout_seconds: float, settings: Mapping[str, str] | None = None
+) -> AsyncIterator[aiopg.Connection]:
+    """One connection outside any pool (one-shot commands, LISTEN), closed on exit;
+    ``settings`` are libpq connection parameters that override the URL's."""
+    libpq: dict[str, Any] = dict(settings or {})
     with mapped_errors():
         conn = await aiopg.connect(
             database_url, timeout=timeout_seconds, enable_hstore=False, enable_uuid=False,
-            enable_json=False,
+            enable_json=False, **libpq,
         )  # fmt: skip
     try:
         yield conn

@@ -26,12 +26,37 @@ class NodeStatus(enum.Enum):
 
 
 class ConnectivityFilter(enum.Enum):
-    """Which nodes a listing returns, by liveness computed with the gateway's clock."""
+    """Which nodes a listing returns, by liveness computed with the gateway's clock
+    (STOPPED: said goodbye and not heard from since)."""
 
     ANY = 0
     ONLINE = 1
     OFFLINE = 2
     NEVER_SEEN = 3
+    STOPPED = 4
+
+
+class Liveness(enum.Enum):
+    """``fleet_nodes.liveness``: the connectivity the events recorded (SPEC 4.9, 4.10).
+    NEVER_SEEN -> ONLINE (a heartbeat) -> OFFLINE (the offline scan) -> ONLINE ...;
+    any -> STOPPED (a goodbye) -> ONLINE (the next heartbeat)."""
+
+    NEVER_SEEN = "NEVER_SEEN"
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+    STOPPED = "STOPPED"
+
+
+class EventKind(enum.Enum):
+    """``fleet_node_events.kind``."""
+
+    REGISTERED = "REGISTERED"
+    CONFIRMED = "CONFIRMED"
+    REVOKED = "REVOKED"
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+    STOPPED = "STOPPED"
+    REBOOTED = "REBOOTED"
 
 
 class CodeState(enum.Enum):
@@ -111,6 +136,17 @@ class SessionRecord:
 
 
 @attrs.frozen
+class NodeFactsRecord:
+    """What a node said about itself (SPEC 4.11), as stored."""
+
+    agent_version: str
+    hostname: str
+    os: str
+    boot_id: str
+    python_version: str
+
+
+@attrs.frozen
 class NodeRecord:
     """A listed (live) node as operators see it."""
 
@@ -121,6 +157,37 @@ class NodeRecord:
     created_at: datetime.datetime
     last_seen_at: datetime.datetime | None
     clock_skew_ms: int | None
+    liveness: Liveness = Liveness.NEVER_SEEN
+    facts: NodeFactsRecord | None = None
+
+
+@attrs.frozen
+class EventRecord:
+    event_id: int
+    fleet_node_id: int
+    kind: EventKind
+    occurred_at: datetime.datetime
+
+
+@attrs.frozen
+class FleetCounts:
+    """One organization's listed nodes, counted when read (GetFleetSummary)."""
+
+    awaiting_confirmation: int
+    online: int
+    offline: int
+    never_seen: int
+    stopped: int
+
+
+@attrs.frozen
+class LivenessCount:
+    """One row of the fleet_nodes gauge: an organization's confirmed nodes in one state
+    (``liveness`` None: the organization has no confirmed node)."""
+
+    org_name: str
+    liveness: Liveness | None
+    count: int
 
 
 @attrs.frozen
@@ -153,6 +220,8 @@ class LastSeenWrite:
     fleet_node_id: int
     seen_at: datetime.datetime
     skew_ms: int
+    stopping: bool = False  # a goodbye (SPEC 4.10): written at once, STOPPED
+    facts: NodeFactsRecord | None = None  # stored with this write (SPEC 4.11)
 
 
 @attrs.frozen

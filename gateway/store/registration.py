@@ -5,7 +5,8 @@ counted last, by a guarded UPDATE of the code's row (``uses < max_uses``, still 
 UPDATE is the only place concurrent Registers of one code wait for each other, so they can
 never exceed ``max_uses``, and the row stays locked only for that statement and the commit:
 a thousand nodes of one code are serialised on two round trips each, not on the whole
-transaction. A Register that fails (code closed meanwhile, key or name in use) rolls back
+transaction (the node's events are written after it, as every writer of an event does
+last). A Register that fails (code closed meanwhile, key or name in use) rolls back
 and consumes no use.
 
 A retry (signed, same code, a live node of this key bound to it within 24 h) takes the
@@ -22,9 +23,10 @@ import attrs
 import psycopg2.errors
 
 from gateway.errors import NameOrKeyInUse
+from gateway.store.events import record_event
 from gateway.store.notifications import Invalidation, InvalidationKind, notify
 from gateway.store.pool import Database
-from gateway.store.records import NodeStatus, RegisterOutcome, Registration
+from gateway.store.records import EventKind, NodeStatus, RegisterOutcome, Registration
 
 # A Register repeated later than this after the first one is a new Register (SPEC 3.8).
 RETRY_WINDOW = datetime.timedelta(hours=24)
@@ -96,6 +98,10 @@ async def _register(cur: aiopg.Cursor, attempt: RegisterAttempt) -> Registration
         return Registration(RegisterOutcome.SIGNATURE_REQUIRED)
     node_id = await _insert_node(cur, code, attempt)
     await _count_use(cur, code, node_id, attempt.now)
+    # Last: the events' id counter is one row every writer of an event waits for.
+    await record_event(cur, code.org_id, node_id, EventKind.REGISTERED, attempt.now)
+    if code.pre_approved:
+        await record_event(cur, code.org_id, node_id, EventKind.CONFIRMED, attempt.now)
     return Registration(RegisterOutcome.REGISTERED, node_id, code.pre_approved)
 
 

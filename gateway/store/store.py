@@ -10,11 +10,14 @@ import attrs
 from gateway.store.codes import CodeStore
 from gateway.store.credentials import CredentialStore
 from gateway.store.enrollment import EnrollmentStore
+from gateway.store.events import EventStore
 from gateway.store.housekeeping import Housekeeping
 from gateway.store.last_seen import LastSeenStore
+from gateway.store.liveness import LivenessStore
 from gateway.store.nodes import NodeStore
 from gateway.store.pool import Database, open_database
 from gateway.store.registration import RegistrationStore
+from gateway.store.summary import SummaryStore
 
 
 @attrs.frozen
@@ -27,6 +30,9 @@ class Store:
     nodes: NodeStore
     last_seen: LastSeenStore
     housekeeping: Housekeeping
+    events: EventStore
+    liveness: LivenessStore
+    summary: SummaryStore
 
 
 @contextlib.asynccontextmanager
@@ -53,4 +59,7 @@ async def open_store(
             nodes=NodeStore(db),
             last_seen=LastSeenStore(db),
             housekeeping=Housekeeping(db),
+            events=EventStore(db),
+            liveness=LivenessStore(db),
+            summary=SummaryStore(db),
         )

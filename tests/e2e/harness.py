@@ -43,12 +43,16 @@ def program(name: str) -> str:
     return str(path)
 
 
-def deployed_sample(sample: Path, replacements: Mapping[str, str]) -> str:
+def deployed_sample(
+    sample: Path, replacements: Mapping[str, str], occurrences: Mapping[str, int] | None = None
+) -> str:
     """A deploy/ sample with only its site-specific literals replaced, each of which must
-    occur exactly once: the tested file and an operator's copy stay the same file."""
+    occur exactly once (or as often as ``occurrences`` says, e.g. a path two programs share):
+    the tested file and an operator's copy stay the same file."""
     text = sample.read_text()
     for literal, value in replacements.items():
-        assert text.count(literal) == 1, f"{literal!r} should occur once in {sample}"
+        times = (occurrences or {}).get(literal, 1)
+        assert text.count(literal) == times, f"{literal!r} should occur {times}x in {sample}"
         text = text.replace(literal, value)
     return text
 

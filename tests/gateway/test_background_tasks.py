@@ -46,7 +46,7 @@ class BrokenLastSeenStore:
     """A store whose write meets a bug (not a database outage)."""
 
     async def write(
-        self, writes: Sequence[LastSeenWrite], debounce_seconds: float
+        self, writes: Sequence[LastSeenWrite], debounce_seconds: float, offline_after_seconds: float
     ) -> list[LastSeenResult]:
         raise RuntimeError("a bug in the writer's path")
 
@@ -97,6 +97,7 @@ async def test_a_bug_in_a_notification_callback_ends_the_listener_loudly(
             on_connected=on_connected,
             on_lost=lambda: events.append("lost"),
             on_invalidation=on_invalidation,
+            on_proved=lambda _sent_at: None,
             timeout_seconds=5.0,
             watch=watch,
         ):

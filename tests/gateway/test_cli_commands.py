@@ -210,3 +210,53 @@ def test_port_in_use_is_a_clear_error(
     assert done.returncode == 1
     assert f"cannot listen on http://127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_reuse_port_lets_two_serve_processes_share_a_port(database_url: str) -> None:
+    """With --reuse-port (or FLEET_REUSE_PORT=true) two serve processes listen on one port
+    and the kernel spreads new connections over both; a third without it is refused."""
+    first = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--port", "0", "--reuse-port"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**clean_env(), "FLEET_DATABASE_URL": database_url},
+    )
+    procs = [first]
+    try:
+        assert first.stderr is not None
+        port = int(read_until(first.stderr.fileno(), rb"listening on http://[^:]+:(\d+)").group(1))
+        second = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**clean_env(), "FLEET_DATABASE_URL": database_url, "FLEET_REUSE_PORT": "true"},
+        )
+        procs.append(second)
+        assert second.stderr is not None
+        read_until(second.stderr.fileno(), rb"listening on http://[^:]+:%d" % port)
+        refused = gateway("serve", "--port", str(port), "--database-url", database_url)
+        assert refused.returncode == 1 and "cannot listen" in refused.stderr
+
+        # Each new connection lands on one of the two (by its address hash): both answer.
+        url = f"http://127.0.0.1:{port}/fleetnodegateway.v1.FleetNodeGatewayService/UploadEvents"
+        for _ in range(40):
+            request = urllib.request.Request(
+                url, data=b"{}", headers={"Content-Type": "application/json"}
+            )
+            with pytest.raises(urllib.error.HTTPError) as answered:
+                urllib.request.urlopen(request, timeout=10)
+            assert answered.value.code == 401
+            answered.value.close()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        assert [proc.wait(timeout=30) for proc in procs] == [0, 0]
+        logs = [proc.stderr.read().decode() for proc in procs if proc.stderr is not None]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            if proc.stderr is not None:
+                proc.stderr.close()
+    calls = [log.count(" rpc ") for log in logs]
+    assert sum(calls) == 40 and all(calls), calls

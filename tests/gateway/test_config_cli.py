@@ -128,3 +128,12 @@ def test_unknown_option_is_rejected() -> None:
     with pytest.raises(SystemExit) as exc:
         build_parser(COMMANDS).parse_args(["serve", "--ofline-after", "5m"])
     assert exc.value.code == 2
+
+
+def test_event_retention_defaults_to_30_days_and_must_be_positive() -> None:
+    """--event-retention (FLEET_EVENT_RETENTION) keeps events 30 days unless told; 0 is refused."""
+    assert parse(["serve"]).event_retention_seconds == 30 * 86400
+    assert parse(["serve", "--event-retention", "7d"]).event_retention_seconds == 7 * 86400
+    assert parse(["serve"], {"FLEET_EVENT_RETENTION": "36h"}).event_retention_seconds == 36 * 3600
+    with pytest.raises(ConfigError, match="--event-retention"):
+        parse(["serve", "--event-retention", "0"]).check()

@@ -6,24 +6,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
-from gateway.dev.pgcluster import Cluster
 from gateway.store import schema
-from tests.support.postgres import admin_sql, catalog, drop_database, query
+from tests.support.postgres import catalog, query
 
 FIRST_RELEASE = schema.known_migrations()[0]
-
-
-@pytest.fixture
-def empty_database(pg_cluster: Cluster) -> Iterator[str]:
-    """A database without any schema, dropped after the test."""
-    name = "migrations_empty"
-    admin_sql(pg_cluster, f"CREATE DATABASE {name}")
-    yield pg_cluster.url(name)
-    drop_database(pg_cluster, name)
 
 
 def gateway(*args: str) -> subprocess.CompletedProcess[str]:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
-from collections.abc import Iterator
 
-import psycopg2
 import pytest
 
 from gateway.commands import create_admin_token
-from gateway.dev.pgcluster import Cluster
 from gateway.errors import NotFound
 from gateway.principals import Role
 from gateway.store import oneshot, schema
@@ -24,27 +20,6 @@ from tests.support.gateway_services import (
 from tests.support.postgres import catalog, query
 
 pytestmark = pytest.mark.asyncio
-
-_fresh = itertools.count()
-
-
-@pytest.fixture
-def empty_database(pg_cluster: Cluster) -> Iterator[str]:
-    """A database without the schema, dropped after the test."""
-    name = f"empty_{next(_fresh)}"
-
-    def admin(sql: str) -> None:
-        conn = psycopg2.connect(pg_cluster.url("postgres"))
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
-
-    admin(f"CREATE DATABASE {name}")
-    yield pg_cluster.url(name)
-    admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def test_init_db_builds_the_schema_and_is_idempotent(

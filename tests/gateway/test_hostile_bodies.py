@@ -53,9 +53,9 @@ ALLOWED: dict[Procedure[Any, Any], set[str]] = {
     p.REVOKE_FLEET_NODE: {"not_found", "invalid_argument"},
     p.LIST_ENROLLMENT_CODES: {"ok", "invalid_argument"},
     p.REVOKE_ENROLLMENT_CODE: {"not_found", "invalid_argument"},
-    # Declared in fleetwire, served by the gateway once their issues land.
-    p.LIST_FLEET_NODE_EVENTS: {"unimplemented"},
-    p.GET_FLEET_SUMMARY: {"unimplemented"},
+    # A node filter names a node of the organization or is not_found (gateway/events.py).
+    p.LIST_FLEET_NODE_EVENTS: {"ok", "invalid_argument", "not_found"},
+    p.GET_FLEET_SUMMARY: {"ok", "invalid_argument"},
 }
 NODE_PROCEDURES = {p.UPLOAD_HEARTBEAT, p.UPLOAD_TELEMETRY, p.UPLOAD_EVENTS}
 ADMIN_PROCEDURES = {

@@ -21,6 +21,7 @@ from fleetwire import procedures as p
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.metrics import Metrics
+from gateway.principals import Role
 from gateway.services import Services, open_services
 from tests.support.gateway_http import call, enroll, heartbeat, new_admin_token, now_rfc3339
 
@@ -126,6 +127,41 @@ async def test_other_content_encoding_is_unimplemented(client: Client) -> None:
     assert reply.body["code"] == "unimplemented"
 
 
+def gzip_layers(data: bytes, layers: int) -> bytes:
+    for _ in range(layers):
+        data = gzip.compress(data, mtime=0)
+    return data
+
+
+async def test_more_than_one_gzip_layer_is_unimplemented_before_authentication(
+    client: Client, session: str
+) -> None:
+    """Two gzip codings (in one header or in two) are unimplemented before any decompression
+    and before authentication; identity codings do not count."""
+    heartbeat_json = json.dumps({"sentAt": now_rfc3339()}).encode()
+    twice = gzip_layers(heartbeat_json, 2)
+    for codings in (["gzip, gzip"], ["gzip", "gzip"], ["GZIP,identity, gzip"]):
+        headers = CIMultiDict(JSON_CT)
+        for coding in codings:
+            headers.add("Content-Encoding", coding)
+        # No Authorization at all: the coding is refused first.
+        async with client.post(p.UPLOAD_HEARTBEAT.path, data=twice, headers=headers) as resp:
+            assert resp.status == 501
+            assert (await resp.json()) == {
+                "code": "unimplemented",
+                "message": "at most one gzip Content-Encoding is accepted",
+            }
+    once = gzip_layers(heartbeat_json, 1)
+    reply = await call(
+        client,
+        p.UPLOAD_HEARTBEAT,
+        once,
+        token=session,
+        headers={"Content-Encoding": "identity, gzip, identity"},
+    )
+    assert reply.status == 200, reply.body
+
+
 async def test_authentication_comes_before_body_validation(client: Client, session: str) -> None:
     """A malformed heartbeat is unauthenticated without a session, invalid_argument with one."""
     reply = await call(client, p.UPLOAD_HEARTBEAT, b'{"sentAt": 12')
@@ -138,6 +174,20 @@ async def test_authentication_comes_before_body_validation(client: Client, sessi
     assert reply.body["code"] == "invalid_argument"
     reply = await call(client, p.UPLOAD_HEARTBEAT, {}, token=session)
     assert reply.body == {"code": "invalid_argument", "message": "sentAt: is required"}
+
+
+async def test_viewer_gets_permission_denied_before_its_body_is_validated(
+    client: Client, database_url: str
+) -> None:
+    """A viewer's malformed call to an admin-only method is permission_denied (the role is
+    part of authentication, which comes before validation); a listing is validated."""
+    viewer = await new_admin_token(database_url, role=Role.VIEWER)
+    for procedure in (p.CONFIRM_FLEET_NODE, p.REVOKE_FLEET_NODE, p.CREATE_ENROLLMENT_CODE):
+        for body in (b'{"fleetNodeId": 12', b'{"fleetNodeId": "x", "ttlSeconds": -1}'):
+            reply = await call(client, procedure, body, token=viewer)
+            assert (reply.status, reply.body["code"]) == (403, "permission_denied"), procedure
+    reply = await call(client, p.LIST_FLEET_NODES, b'{"pageSize": 12', token=viewer)
+    assert (reply.status, reply.body["code"]) == (400, "invalid_argument")
 
 
 async def test_error_body_shape_and_content_type(client: Client) -> None:

@@ -14,6 +14,7 @@ from fleetwire import procedures as p
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.dev.pgcluster import Cluster, find_bindir, make_cluster_root
+from tests.support.gateway_http import MonotonicClock
 
 pytestmark = pytest.mark.asyncio
 
@@ -34,10 +35,12 @@ async def ready_status(client: Any) -> tuple[int, str | None]:
         return resp.status, resp.headers.get("Retry-After")
 
 
-async def wait_ready_status(client: Any, wanted: int) -> int:
-    """The pool may need one failed query to notice a restart: ask a few times."""
+async def wait_ready_status(client: Any, wanted: int, clock: MonotonicClock) -> int:
+    """The pool may need one failed query to notice a restart: ask a few times, each a
+    second later on the app's clock (an answer is cached for a second)."""
     status = 0
     for _ in range(20):
+        clock.now += 1.0
         status, _retry = await ready_status(client)
         if status == wanted:
             break
@@ -48,7 +51,8 @@ async def test_readyz_follows_the_database(aiohttp_client: Any, stopped_cluster:
     """/readyz is 503 with Retry-After while PostgreSQL is down (and RPCs are unavailable
     with Retry-After), 200 once it answers; /healthz is 200 throughout."""
     config = Config(database_url=stopped_cluster.url("postgres"), db_timeout_seconds=1.0)
-    client = await aiohttp_client(create_app(config))  # starts with the database down
+    clock = MonotonicClock()
+    client = await aiohttp_client(create_app(config, clock=clock))  # the database is down
 
     status, retry_after = await ready_status(client)
     assert status == 503
@@ -66,10 +70,10 @@ async def test_readyz_follows_the_database(aiohttp_client: Any, stopped_cluster:
         assert int(resp.headers["Retry-After"]) >= 1
 
     await asyncio.to_thread(stopped_cluster.start, fsync=False)
-    assert await wait_ready_status(client, 200) == 200
+    assert await wait_ready_status(client, 200, clock) == 200
 
     await asyncio.to_thread(stopped_cluster.stop, "immediate")
-    assert await wait_ready_status(client, 503) == 503
+    assert await wait_ready_status(client, 503, clock) == 503
     async with client.get("/healthz") as resp:
         assert resp.status == 200
 

@@ -102,3 +102,25 @@ async def test_forwarded_header_is_honoured_from_a_trusted_proxy(
     assert (await call(client, p.REGISTER, {}, headers=v4)).status == 429
     assert (await call(client, p.REGISTER, {}, headers=v6)).status == 400
     assert (await call(client, p.REGISTER, {}, headers=v6)).status == 429
+
+
+async def test_rotating_through_one_ipv6_64_does_not_dodge_the_limit(
+    aiohttp_client: Any, database_url: str
+) -> None:
+    """Behind a trusted proxy, every address of one IPv6 /64 spends the same bucket, another
+    /64 has its own, and an IPv4-mapped address spends its IPv4 address's bucket."""
+    config = Config(
+        database_url=database_url,
+        auth_burst=2,
+        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+    )
+    client = await aiohttp_client(create_app(config, clock=MonotonicClock()))
+
+    async def register_from(address: str) -> int:
+        return (await call(client, p.REGISTER, {}, headers={"X-Forwarded-For": address})).status
+
+    statuses = [await register_from(f"2001:db8:7:1:{n:x}::1") for n in range(1, 6)]
+    assert statuses == [400, 400, 429, 429, 429]
+    assert await register_from("2001:db8:7:2::1") == 400
+    assert [await register_from(a) for a in ("198.51.100.7", "::ffff:198.51.100.7")] == [400, 400]
+    assert await register_from("::ffff:c633:6407") == 429  # 198.51.100.7 spelled in hex

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 import nacl.signing
 import pytest
 import pytest_asyncio
 
 from fleetwire import messages as m
+from fleetwire import procedures as p
+from fleetwire.procedures import Procedure
 from gateway import secrets
 from gateway.commands import create_admin_token
 from gateway.errors import (
@@ -19,6 +22,7 @@ from gateway.errors import (
     Unauthenticated,
 )
 from gateway.principals import Role
+from gateway.rpcs import rpc_table
 from tests.support.gateway_services import (
     FakeClock,
     Harness,
@@ -34,6 +38,8 @@ from tests.support.gateway_services import (
 from tests.support.postgres import query
 
 pytestmark = pytest.mark.asyncio
+
+Resp = TypeVar("Resp")
 
 IN_USE = "^fleet node identity or name already in use$"
 BAD_CODE = "^invalid enrollment code$"
@@ -222,19 +228,28 @@ async def test_confirm_refusals(harness: Harness, org: Org, clock: FakeClock) ->
 
 
 async def test_viewer_may_only_list(harness: Harness, org: Org) -> None:
-    """A viewer token lists nodes but cannot mint codes, confirm or revoke."""
-    admin = harness.services.admin
+    """A viewer token lists nodes but cannot mint codes, confirm or revoke (the roles the
+    RPC table declares, checked as the adapter does before the service runs)."""
+    table = {rpc.procedure.path: rpc for rpc in rpc_table(harness.services)}
+
+    async def as_viewer(procedure: Procedure[Any, Resp], request: object) -> Resp:
+        rpc = table[procedure.path]
+        rpc.authorize(org.viewer)
+        assert rpc.invoke is not None
+        result: Resp = await rpc.invoke(org.viewer, request)
+        return result
+
     registered = await register(
         harness.services, await new_code(harness.services, org), "e", new_key()
     )
     node_id = registered.fleet_node_id
-    assert len((await admin.list_nodes(org.viewer, m.ListFleetNodesRequest())).fleet_nodes) == 1
+    assert len((await as_viewer(p.LIST_FLEET_NODES, m.ListFleetNodesRequest())).fleet_nodes) == 1
     with pytest.raises(PermissionDenied):
-        await admin.confirm(org.viewer, m.ConfirmFleetNodeRequest(fleet_node_id=node_id))
+        await as_viewer(p.CONFIRM_FLEET_NODE, m.ConfirmFleetNodeRequest(fleet_node_id=node_id))
     with pytest.raises(PermissionDenied):
-        await admin.revoke(org.viewer, m.RevokeFleetNodeRequest(fleet_node_id=node_id))
+        await as_viewer(p.REVOKE_FLEET_NODE, m.RevokeFleetNodeRequest(fleet_node_id=node_id))
     with pytest.raises(PermissionDenied):
-        await harness.services.codes.create_code(org.viewer, m.CreateEnrollmentCodeRequest())
+        await as_viewer(p.CREATE_ENROLLMENT_CODE, m.CreateEnrollmentCodeRequest())
 
 
 async def test_other_orgs_node_is_not_found(harness: Harness, org: Org, database_url: str) -> None:

@@ -6,6 +6,7 @@ import datetime
 
 from gateway.principals import NodePrincipal
 from gateway.session_cache import SessionCache
+from tests.support.gateway_http import MonotonicClock
 from tests.support.gateway_services import FakeClock
 
 
@@ -86,3 +87,27 @@ def test_disabled_while_push_channel_is_down() -> None:
     assert len(cache) == 0
     cache.enable()
     assert len(cache) == 0
+
+
+def test_answers_only_within_a_second_of_the_last_proof_of_life() -> None:
+    """Connected is not enough: the cache answers only while the push channel proved itself
+    alive (and caught up) less than a second ago; entries survive a lapse."""
+    clock = FakeClock()
+    monotonic = MonotonicClock()
+    cache = SessionCache(10, clock, monotonic=monotonic)
+    cache.enable()
+    assert not cache.enabled  # connected, not yet proved
+    cache.proved(monotonic.now)
+    cache.put(b"t", principal(1, 1, clock), cache.generation())
+    monotonic.now += 0.999
+    assert cache.enabled
+    monotonic.now += 0.001
+    assert not cache.enabled
+    cache.proved(monotonic.now - 0.5)  # a probe sent half a second ago came back
+    assert cache.enabled and cache.get(b"t") is not None
+    cache.proved(monotonic.now - 2)  # an older proof never moves the window back
+    monotonic.now += 0.499
+    assert cache.enabled
+    cache.disable()
+    cache.enable()
+    assert not cache.enabled  # a new connection must prove itself again

@@ -15,6 +15,7 @@ import trio
 
 from agent import logs
 from agent.__main__ import build_parser, execute
+from agent.facts import FactsSource, gather_facts
 from agent.runtime import InThread, Runtime, WallClock
 from agent.state import State
 from agent.statedir import StateStore
@@ -46,10 +47,11 @@ async def run_command(
     wall_clock: WallClock = virtual_wall_clock,
     seconds: float = math.inf,
     in_thread: InThread = in_place,
+    node_facts: FactsSource = gather_facts,
 ) -> Outcome:
     """``fleetnode --state-dir STORE ARGV...`` for at most ``seconds`` (of virtual time under
     ``autojump_clock``); ``transport`` None means real sockets; saves run in place unless
-    ``in_thread`` says otherwise."""
+    ``in_thread`` says otherwise; ``node_facts`` is where the daemon's facts come from."""
     args = build_parser().parse_args(["--state-dir", str(store.directory), *argv])
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
@@ -66,6 +68,7 @@ async def run_command(
         wall_clock=wall_clock,
         rng=random.Random(seed),
         in_thread=in_thread,
+        node_facts=node_facts,
     )
     code: int | None = None
     try:
