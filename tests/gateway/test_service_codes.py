@@ -11,12 +11,14 @@ import pytest_asyncio
 
 from fleetwire import codec
 from fleetwire import messages as m
+from fleetwire import procedures as p
 from gateway.errors import FailedPrecondition, NotFound, PermissionDenied, Unauthenticated
 from tests.support.gateway_codes import live_nodes, new_pre_approved_code, register_signed
 from tests.support.gateway_services import (
     FakeClock,
     Harness,
     Org,
+    call_as,
     handshake,
     heartbeat_request,
     make_config,
@@ -54,8 +56,11 @@ def new_key() -> nacl.signing.SigningKey:
 async def listing(
     harness: Harness, org: Org, include_closed: bool = False
 ) -> dict[int, m.EnrollmentCodeSummary]:
-    reply = await harness.services.codes.list_codes(
-        org.viewer, m.ListEnrollmentCodesRequest(include_closed=include_closed)
+    reply = await call_as(
+        harness.services,
+        org.viewer,
+        p.LIST_ENROLLMENT_CODES,
+        m.ListEnrollmentCodesRequest(include_closed=include_closed),
     )
     return {int(code.pending_enrollment_id): code for code in reply.enrollment_codes}
 
@@ -127,12 +132,17 @@ async def test_viewers_list_but_cannot_create_or_revoke(harness: Harness, org: O
     code = await new_pre_approved_code(rt, org)
     assert list(await listing(harness, org)) == [int(code.pending_enrollment_id)]
     with pytest.raises(PermissionDenied):
-        await rt.codes.create_code(
-            org.viewer, m.CreateEnrollmentCodeRequest(pre_approved=True, max_uses=m.Int32(5))
+        await call_as(
+            rt,
+            org.viewer,
+            p.CREATE_ENROLLMENT_CODE,
+            m.CreateEnrollmentCodeRequest(pre_approved=True, max_uses=m.Int32(5)),
         )
     with pytest.raises(PermissionDenied):
-        await rt.codes.revoke_code(
+        await call_as(
+            rt,
             org.viewer,
+            p.REVOKE_ENROLLMENT_CODE,
             m.RevokeEnrollmentCodeRequest(pending_enrollment_id=code.pending_enrollment_id),
         )
 

@@ -22,11 +22,11 @@ from gateway.errors import (
     Unauthenticated,
 )
 from gateway.principals import Role
-from gateway.rpcs import rpc_table
 from tests.support.gateway_services import (
     FakeClock,
     Harness,
     Org,
+    call_as,
     enroll,
     make_config,
     make_org,
@@ -230,14 +230,9 @@ async def test_confirm_refusals(harness: Harness, org: Org, clock: FakeClock) ->
 async def test_viewer_may_only_list(harness: Harness, org: Org) -> None:
     """A viewer token lists nodes but cannot mint codes, confirm or revoke (the roles the
     RPC table declares, checked as the adapter does before the service runs)."""
-    table = {rpc.procedure.path: rpc for rpc in rpc_table(harness.services)}
 
     async def as_viewer(procedure: Procedure[Any, Resp], request: object) -> Resp:
-        rpc = table[procedure.path]
-        rpc.authorize(org.viewer)
-        assert rpc.invoke is not None
-        result: Resp = await rpc.invoke(org.viewer, request)
-        return result
+        return await call_as(harness.services, org.viewer, procedure, request)
 
     registered = await register(
         harness.services, await new_code(harness.services, org), "e", new_key()

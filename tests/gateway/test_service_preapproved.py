@@ -83,6 +83,30 @@ async def test_pre_approved_register_confirms_the_node_and_hands_out_its_api_key
     assert uses_of(database_url, code.pending_enrollment_id) == 1
 
 
+async def test_register_records_its_events_once_and_a_retry_records_none(
+    harness: Harness, org: Org
+) -> None:
+    """A pre-approved Register shows REGISTERED then CONFIRMED in the node's events, a
+    confirmation code's only REGISTERED, and a retried Register adds no event."""
+    rt = harness.services
+    key = new_key()
+    pre = await new_pre_approved_code(rt, org, uses=2)
+    first = await register_signed(rt, pre.code, "edge-1", key)
+    await register_signed(rt, pre.code, "edge-1", key)  # the retry of a lost response
+    waiting = await register_signed(rt, await new_code(rt, org), "edge-2", new_key())
+
+    async def kinds(node_id: int) -> list[m.FleetNodeEventKind]:
+        request = m.ListFleetNodeEventsRequest(fleet_node_id=m.Int64(node_id))
+        return [e.kind for e in (await rt.events.list_events(org.viewer, request)).events]
+
+    K = m.FleetNodeEventKind
+    assert await kinds(first.fleet_node_id) == [
+        K.FLEET_NODE_EVENT_KIND_REGISTERED,
+        K.FLEET_NODE_EVENT_KIND_CONFIRMED,
+    ]
+    assert await kinds(waiting.fleet_node_id) == [K.FLEET_NODE_EVENT_KIND_REGISTERED]
+
+
 async def test_a_confirmation_code_still_registers_one_node_awaiting_confirmation(
     harness: Harness, org: Org
 ) -> None:
