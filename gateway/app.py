@@ -70,6 +70,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def prometheus_metrics(request: web.Request) -> web.Response:
+    # fleet_gateway_ready is set by the readiness probe: a scrape runs it (cached, at most
+    # one query a second) so the gauge is current even where nothing polls /readyz.
+    await request.app[READINESS_KEY].check()
     body = generate_latest(request.app[METRICS_KEY].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

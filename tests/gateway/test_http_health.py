@@ -112,3 +112,28 @@ async def test_metrics_registries_are_per_app(aiohttp_client: Any, database_url:
         assert 'code="invalid_argument"' in await resp.text()
     async with second.get("/metrics") as resp:
         assert 'code="invalid_argument"' not in await resp.text()
+
+
+async def test_a_scrape_alone_keeps_the_ready_gauge_current(
+    aiohttp_client: Any, stopped_cluster: Cluster
+) -> None:
+    """fleet_gateway_ready follows the database at each /metrics scrape even when nothing
+    asks /readyz (the FleetGatewayNotReady alert reads the gauge)."""
+    config = Config(database_url=stopped_cluster.url("postgres"), db_timeout_seconds=1.0)
+    clock = MonotonicClock()
+    client = await aiohttp_client(create_app(config, clock=clock))
+
+    async def ready_gauge() -> str:
+        clock.now += 1.0  # past the cached probe's second
+        async with client.get("/metrics") as resp:
+            (line,) = [
+                s for s in (await resp.text()).splitlines() if s.startswith("fleet_gateway_ready ")
+            ]
+            return line.split()[1]
+
+    assert await ready_gauge() == "0.0"
+    await asyncio.to_thread(stopped_cluster.start, fsync=False)
+    for _ in range(20):  # the pool may need one failed query to notice the restart
+        if await ready_gauge() == "1.0":
+            break
+    assert await ready_gauge() == "1.0"
