@@ -182,6 +182,13 @@ OPTIONS: tuple[Option, ...] = (
         "bind with SO_REUSEPORT so several serve processes share one port (each a full replica)",
         switch=True,
     ),
+    Option(
+        "metrics-port",
+        "metrics_port",
+        parse_port,
+        "also serve this process's /metrics, /healthz and /readyz on this port, 0 picks a"
+        " free one (none): with --reuse-port, how Prometheus scrapes each replica",
+    ),
     Option("log-format", "log_format", parse_log_format, "text or json (text)"),
     Option("log-level", "log_level", parse_log_level, "debug|info|warning|error (info)"),
 )

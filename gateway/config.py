@@ -27,6 +27,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     reuse_port: bool = False
+    metrics_port: int | None = None  # this process's own monitoring port (0: any free one)
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     session_ttl_seconds: float = 24 * 3600.0
     last_seen_debounce_seconds: float = 60.0

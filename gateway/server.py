@@ -77,6 +77,8 @@ async def serve(
         # The event text holds the URL so scripts find "listening on http://HOST:PORT"
         # in text and JSON logs alike (port 0 picks the port), at every log level.
         announce.info("listening on %s", url, extra={"url": url})
+        if config.metrics_port is not None:
+            await _serve_metrics(runner, config.host, config.metrics_port)
         if ready is not None:
             ready(port)
         await (stop or asyncio.Event()).wait()
@@ -86,10 +88,25 @@ async def serve(
         logger.info("stopped")
 
 
-def _bound_port(runner: web.AppRunner, fallback: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
+async def _serve_metrics(runner: web.AppRunner, host: str, port: int) -> None:
+    """The same app on a port of this process alone (never SO_REUSEPORT), so a monitor
+    reaches each replica that shares the main port; it is meant for /metrics, /healthz
+    and /readyz on the monitoring network."""
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        url = url_for(host, port)
+        raise ListenError(f"cannot serve metrics on {url}: {exc.strerror or exc}") from exc
+    # Sites are listed in the order they started: this one is the last.
+    url = url_for(host, _bound_port(runner, port, -1))
+    announce.info("metrics on %s/metrics", url, extra={"url": url})
+
+
+def _bound_port(runner: web.AppRunner, fallback: int, index: int = 0) -> int:
+    address = runner.addresses[index] if runner.addresses else None
+    if isinstance(address, tuple) and len(address) >= 2:
+        return int(address[1])
     return fallback
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import getpass
 import http.client
 import json
+import random
+import socket
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +36,7 @@ REVOKED_WITHIN_SECONDS = 1.0
 class Replicas:
     supervisord: Supervisord
     port: int
+    metrics_ports: tuple[int, ...]  # one per replica, in REPLICAS order
     logs: tuple[Path, ...]  # one per replica, in REPLICAS order
     operator: Operator
 
@@ -46,12 +50,14 @@ class Replicas:
 def replicas(harness: Harness, database_url: str) -> Iterator[Replicas]:
     """The sample's two replicas, on a free port and a fresh bootstrapped database."""
     port = free_port()
+    metrics_prefix = free_metrics_prefix()
     root = harness.path("supervisor-gateways")
     sample = deployed_sample(
         SAMPLE,
         {
             "/opt/fleetnode/bin/fleet-gateway": program("fleet-gateway"),
             "--port 8080": f"--port {port}",
+            "--metrics-port 91%(process_num)02d": f"--metrics-port {metrics_prefix}%(process_num)d",
             # supervisord expands %(name)s in its values: a literal % is written %%.
             "postgresql://fleet@127.0.0.1/fleet": database_url.replace("%", "%%"),
             "user=fleet-gateway": f"user={getpass.getuser()}",
@@ -74,7 +80,38 @@ def replicas(harness: Harness, database_url: str) -> Iterator[Replicas]:
                 detail=supervisord.tail,
             )
         operator = Operator(harness, f"http://127.0.0.1:{port}", token)
-        yield Replicas(supervisord, port, logs, operator)
+        metrics_ports = tuple(int(f"{metrics_prefix}{n}") for n in range(len(REPLICAS)))
+        yield Replicas(supervisord, port, metrics_ports, logs, operator)
+
+
+def free_metrics_prefix() -> int:
+    """A number N such that ports N0 and N1 are free (the sample numbers each replica's
+    metrics port by appending its process number)."""
+    for _ in range(100):
+        prefix = random.randrange(2000, 6500)
+        if all(port_is_free(int(f"{prefix}{n}")) for n in range(len(REPLICAS))):
+            return prefix
+    raise AssertionError("no free pair of metrics ports found")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def telemetry_counted(metrics_port: int) -> float:
+    """UploadTelemetry calls one replica answered, from its own /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("fleet_gateway_requests_total{") and f'{TELEMETRY[1:]}"' in line
+    )
 
 
 def telemetry(connection: http.client.HTTPConnection, token: str) -> int:
@@ -116,15 +153,22 @@ def connection_to_each(replicas: Replicas, token: str) -> list[http.client.HTTPC
 def test_both_replicas_serve_and_a_revoke_reaches_both_within_a_second(
     replicas: Replicas, harness: Harness
 ) -> None:
-    """Both processes share the port and answer; a node revoked through one is refused by
-    both within a second (each had the session cached)."""
+    """Both processes share the port and answer, each counting its own calls on its own
+    metrics port; a node revoked through one is refused by both within a second (each had
+    the session cached)."""
     state_dir = harness.path("node-r")
     node_id = enroll(harness, replicas.operator, state_dir, "node-r")
     session = session_token(state_dir)
     connections = connection_to_each(replicas, session)
     try:
+        counted = [telemetry_counted(port) for port in replicas.metrics_ports]
         for connection in connections:
             assert telemetry(connection, session) == 501  # authenticated: unimplemented
+        # Each replica's own metrics port counts the call that replica answered.
+        assert [
+            telemetry_counted(port) - before
+            for port, before in zip(replicas.metrics_ports, counted, strict=True)
+        ] == [1.0, 1.0]
         replicas.operator.revoke(node_id)
         for index, connection in enumerate(connections):
             wait_until(

@@ -260,3 +260,83 @@ def test_reuse_port_lets_two_serve_processes_share_a_port(database_url: str) -> 
                 proc.stderr.close()
     calls = [log.count(" rpc ") for log in logs]
     assert sum(calls) == 40 and all(calls), calls
+
+
+def requests_counted(metrics_port: int, procedure: str) -> float:
+    """fleet_gateway_requests_total of one procedure, all codes, as one process reports it."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("fleet_gateway_requests_total{") and f'/{procedure}"' in line
+    )
+
+
+def test_each_replica_on_a_shared_port_is_scraped_on_its_own_metrics_port(
+    database_url: str,
+) -> None:
+    """With --reuse-port, --metrics-port gives each process a port of its own whose /metrics
+    counts only the calls that process answered; together they count every call."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        port = 0
+        metrics_ports = []
+        for _ in range(2):
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway",
+                    "serve",
+                    "--reuse-port",
+                    "--port",
+                    str(port),
+                    "--metrics-port",
+                    "0",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env={**clean_env(), "FLEET_DATABASE_URL": database_url},
+            )
+            procs.append(proc)
+            assert proc.stderr is not None
+            found = read_until(
+                proc.stderr.fileno(),
+                rb"listening on http://[^:]+:(\d+)(?s:.*)metrics on http://[^:]+:(\d+)/metrics",
+            )
+            port = int(found.group(1))
+            metrics_ports.append(int(found.group(2)))
+        assert len({port, *metrics_ports}) == 3
+
+        url = f"http://127.0.0.1:{port}/fleetnodegateway.v1.FleetNodeGatewayService/UploadEvents"
+        for _ in range(40):
+            request = urllib.request.Request(
+                url, data=b"{}", headers={"Content-Type": "application/json"}
+            )
+            with pytest.raises(urllib.error.HTTPError) as answered:
+                urllib.request.urlopen(request, timeout=10)
+            answered.value.close()
+        counted = [requests_counted(mp, "UploadEvents") for mp in metrics_ports]
+        assert sum(counted) == 40 and all(counted), counted
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            if proc.stderr is not None:
+                proc.stderr.close()
+
+
+def test_a_taken_metrics_port_is_a_clear_error(
+    serving: tuple[subprocess.Popen[bytes], int], database_url: str
+) -> None:
+    """--metrics-port on a port in use says which address failed and exits 1."""
+    _proc, taken = serving
+    done = gateway(
+        "serve", "--port", "0", "--metrics-port", str(taken), "--database-url", database_url
+    )
+    assert done.returncode == 1
+    assert f"cannot serve metrics on http://127.0.0.1:{taken}" in done.stderr
+    assert "Traceback" not in done.stderr
