@@ -1,4 +1,5 @@
-"""``fleet-gateway``: serve, init-db, create-org, create-admin-token, dev, demo (SPEC 6).
+"""``fleet-gateway``: the commands of ``gateway.commands`` (serve, init-db, the organizations
+and admin tokens) and of ``gateway.dev.commands`` (dev, demo) (SPEC 6).
 
 The only module of the gateway that reads ``os.environ``, configures logging and
 starts an event loop. Exit codes (SPEC 5.9): 0 success or signal shutdown, 1

@@ -9,7 +9,8 @@
 # process listings and logs) and is written to $FLEETNODE_CODE_FILE (0600, owned by the
 # agent's user) for `fleetnode enroll --code-file`; it is removed once the node is enrolled.
 #
-# Idempotent: an enrolled host only gets its supervisord program (re)installed. A run that was
+# Idempotent: on an enrolled host a run upgrades the package (FLEETNODE_INSTALL=1) and rewrites
+# its supervisord program, and never enrolls again. A run that was
 # interrupted after Register is finished by running this again with the same code (within
 # 24 h): `enroll --force` resumes the saved identity key, so the gateway answers the same node
 # with a fresh api key and the code loses no use. Exit status: 0, or fleetnode enroll's own
@@ -31,6 +32,8 @@
 #                             (default 30m: a big rollout behind one NAT address is slow)
 #   FLEETNODE_LOG_DIR         the daemon's log directory (default /var/log/fleetnode)
 #   FLEETNODE_PROGRAM         supervisord program name (default fleetnode)
+#   FLEETNODE_WATCHDOG        1: also run PROGRAM-watchdog, the event listener that restarts
+#                             a wedged daemon (default); 0: the program alone
 #   SUPERVISOR_CONF_DIR       where supervisord includes programs from
 #                             (default /etc/supervisor/conf.d)
 #   SUPERVISORCTL             how to reach supervisord (default supervisorctl)
@@ -53,6 +56,7 @@ CA_FILE=${FLEETNODE_CA_FILE:-}
 ENROLL_TIMEOUT=${FLEETNODE_ENROLL_TIMEOUT:-30m}
 LOG_DIR=${FLEETNODE_LOG_DIR:-/var/log/fleetnode}
 PROGRAM=${FLEETNODE_PROGRAM:-fleetnode}
+WATCHDOG=${FLEETNODE_WATCHDOG:-1}
 CONF_DIR=${SUPERVISOR_CONF_DIR:-/etc/supervisor/conf.d}
 SUPERVISORCTL=${SUPERVISORCTL:-supervisorctl}
 FLEETNODE=$PREFIX/bin/fleetnode
@@ -122,7 +126,8 @@ else
     rm -f "$CODE_FILE" # enrolled: the (multi-use) code has nothing left to do here
 fi
 
-# 4. Hand the daemon to supervisord (the settings of deploy/supervisord/fleetnode.conf).
+# 4. Hand the daemon, and its watchdog, to supervisord (the settings of
+#    deploy/supervisord/fleetnode.conf).
 conf=$CONF_DIR/$PROGRAM.conf
 tmp=$(mktemp "$conf.XXXXXX")
 cat >"$tmp" <<EOF
@@ -141,7 +146,24 @@ stdout_logfile=$LOG_DIR/$PROGRAM.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
 EOF
+groups=$PROGRAM
+if [ "$WATCHDOG" = 1 ]; then
+    # It runs as supervisord's user, the one that may use its socket; it only reads the state.
+    cat >>"$tmp" <<EOF
+
+[eventlistener:$PROGRAM-watchdog]
+command=$FLEETNODE --state-dir $STATE_DIR --log-format json watchdog --program $PROGRAM
+events=TICK_60
+autostart=true
+autorestart=true
+stderr_logfile=$LOG_DIR/$PROGRAM-watchdog.log
+stderr_logfile_maxbytes=10MB
+stderr_logfile_backups=5
+EOF
+    groups="$PROGRAM $PROGRAM-watchdog"
+fi
 chmod 0644 "$tmp"
 mv -f "$tmp" "$conf"
-$SUPERVISORCTL update "$PROGRAM"
+# $groups unquoted on purpose: one or two group names.
+$SUPERVISORCTL update $groups
 echo "fleetnode-rollout: $NAME enrolled and handed to supervisord as $PROGRAM" >&2

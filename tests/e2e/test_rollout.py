@@ -31,7 +31,7 @@ from tests.e2e.harness import BIN, Harness, Process, clean_env, program, wait_un
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SCRIPT = DEPLOY / "rollout" / "fleetnode-rollout.sh"
 SUPERVISORD_SAMPLE = DEPLOY / "supervisord" / "fleetnode.conf"
-SITE_KEYS = ("command", "user", "stdout_logfile")  # paths and names of the host
+SITE_KEYS = ("command", "user", "stdout_logfile", "stderr_logfile")  # the host's paths, names
 NODES = 20
 ROLLOUT_SECONDS = 180.0
 SUPERVISORD_MAIN = """\
@@ -106,7 +106,9 @@ class Host:
     log_dir: Path
 
 
-def rollout(harness: Harness, fleet: Fleet, sv: Supervisord, host: Host, code: str) -> Process:
+def rollout(
+    harness: Harness, fleet: Fleet, sv: Supervisord, host: Host, code: str, watchdog: bool
+) -> Process:
     """The script as cloud-init runs it: the code on stdin, the rest in the environment."""
     env = clean_env(
         FLEET_SERVER_URL=fleet.gateway.url,
@@ -119,6 +121,7 @@ def rollout(harness: Harness, fleet: Fleet, sv: Supervisord, host: Host, code: s
         FLEETNODE_LOG_DIR=str(host.log_dir),
         FLEETNODE_ENROLL_TIMEOUT="2m",
         FLEETNODE_PROGRAM=host.name,
+        FLEETNODE_WATCHDOG="1" if watchdog else "0",
         SUPERVISOR_CONF_DIR=str(sv.root / "conf.d"),
         SUPERVISORCTL=f"{program('supervisorctl')} -c {sv.config}",
     )
@@ -142,12 +145,13 @@ def make_host(harness: Harness, number: int) -> Host:
     )
 
 
-def program_settings(conf: Path) -> dict[str, str]:
-    """The [program:*] settings of a supervisord file, without the host-specific ones: the
-    script's program must behave as deploy/supervisord/fleetnode.conf does."""
+def program_settings(conf: Path, kind: str = "program") -> dict[str, str]:
+    """The [program:*] (or [eventlistener:*]) settings of a supervisord file, without the
+    host-specific ones: what the script writes must behave as
+    deploy/supervisord/fleetnode.conf does."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(conf.read_text())
-    (section,) = [name for name in parser.sections() if name.startswith("program:")]
+    (section,) = [name for name in parser.sections() if name.startswith(f"{kind}:")]
     return {k: v for k, v in parser[section].items() if k not in SITE_KEYS}
 
 
@@ -167,7 +171,11 @@ def test_twenty_hosts_roll_out_with_one_code_of_twenty_uses(
     created = fleet.operator.ctl("create-code", "--pre-approve", "--uses", "20", "--ttl", "1h")
     code = harness.secret(created.stdout, "pre-approved enrollment code")
     hosts = [make_host(harness, n) for n in range(1, NODES + 1)]
-    runs = [rollout(harness, fleet, supervisord, host, code) for host in hosts]
+    # The first host also gets the watchdog (20 listeners would only cost CI time).
+    runs = [
+        rollout(harness, fleet, supervisord, host, code, watchdog=host is hosts[0])
+        for host in hosts
+    ]
     for host, run in zip(hosts, runs, strict=True):
         assert run.wait_exit(timeout=ROLLOUT_SECONDS) == 0, run.tail()
         assert "enrolled and handed to supervisord" in run.text()
@@ -177,12 +185,21 @@ def test_twenty_hosts_roll_out_with_one_code_of_twenty_uses(
 
     def all_running() -> dict[str, dict[str, Any]] | None:
         programs = supervisord.programs()
-        running = [h for h in hosts if programs.get(h.name, {}).get("statename") == "RUNNING"]
-        return programs if len(running) == NODES else None
+        names = [h.name for h in hosts] + [f"{hosts[0].name}-watchdog"]
+        running = [n for n in names if programs.get(n, {}).get("statename") == "RUNNING"]
+        return programs if len(running) == len(names) else None
 
-    wait_until(all_running, timeout=60, what="20 fleetnode programs RUNNING", detail=lambda: "")
-    assert program_settings(supervisord.root / "conf.d" / f"{hosts[0].name}.conf") == (
-        program_settings(SUPERVISORD_SAMPLE)
+    programs = wait_until(
+        all_running,
+        timeout=60,
+        what="20 fleetnode programs and a watchdog RUNNING",
+        detail=lambda: "",
+    )
+    assert f"{hosts[1].name}-watchdog" not in programs
+    written = supervisord.root / "conf.d" / f"{hosts[0].name}.conf"
+    assert program_settings(written) == program_settings(SUPERVISORD_SAMPLE)
+    assert program_settings(written, "eventlistener") == (
+        program_settings(SUPERVISORD_SAMPLE, "eventlistener")
     )
 
     def all_online() -> dict[str, dict[str, Any]] | None:
@@ -197,7 +214,7 @@ def test_twenty_hosts_roll_out_with_one_code_of_twenty_uses(
     }
 
     extra = make_host(harness, NODES + 1)
-    refused = rollout(harness, fleet, supervisord, extra, code)
+    refused = rollout(harness, fleet, supervisord, extra, code, watchdog=True)
     assert refused.wait_exit(timeout=60) == 77, refused.tail()
     text = refused.text()
     assert "rejected the enrollment code" in text and "used up" in text, text
