@@ -13,12 +13,11 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from typing import Any
 
 import attrs
 import cattrs
 
-from fleetwire.codec import format_timestamp
+from agent import jsonfile
 
 HEALTH_FILE = "health.json"
 # An error message longer than this is cut: the file stays small and a line stays a line.
@@ -90,63 +89,19 @@ def shorten_error(text: str) -> str:
     return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
 
 
-def _make_converter() -> cattrs.Converter:
-    """The one converter of the health-file boundary: strict types, RFC 3339 UTC times."""
-    converter = cattrs.Converter(detailed_validation=False, forbid_extra_keys=False)
-
-    def structure_timestamp(value: Any, _: type) -> datetime.datetime:
-        if not isinstance(value, str):
-            raise ValueError("must be an RFC 3339 timestamp")
-        parsed = datetime.datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise ValueError("must carry a time zone")
-        return parsed.astimezone(datetime.UTC)
-
-    def structure_int(value: Any, _: type) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError("must be an integer")
-        return value
-
-    def structure_float(value: Any, _: type) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError("must be a number")
-        return float(value)
-
-    def structure_str(value: Any, _: type) -> str:
-        if not isinstance(value, str):
-            raise ValueError("must be a string")
-        return value
-
-    converter.register_structure_hook(datetime.datetime, structure_timestamp)
-    converter.register_structure_hook(int, structure_int)
-    converter.register_structure_hook(float, structure_float)
-    converter.register_structure_hook(str, structure_str)
-    converter.register_unstructure_hook(datetime.datetime, format_timestamp)
-    return converter
-
-
-_converter = _make_converter()
+# The one converter of the health-file boundary.
+_converter = jsonfile.strict_converter()
 
 
 def encode_health(health: Health) -> bytes:
-    return (json.dumps(_converter.unstructure(health), indent=2, sort_keys=True) + "\n").encode()
+    return jsonfile.encode(_converter, health)
 
 
 def decode_health(raw: bytes) -> Health:
     """The health in ``raw``, or :class:`HealthDamaged` naming what is wrong."""
     try:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return _converter.structure(data, Health)
-    except (
-        ValueError,
-        TypeError,
-        KeyError,
-        RecursionError,
-        OverflowError,  # a timestamp that leaves years 1..9999 once moved to UTC
-        cattrs.BaseValidationError,
-    ) as exc:
+        return jsonfile.decode(_converter, raw, Health)
+    except jsonfile.DAMAGED as exc:
         raise HealthDamaged(_reason(exc)) from exc
 
 

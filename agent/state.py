@@ -7,14 +7,11 @@ into bytes and back, through the one converter of the state-file boundary.
 from __future__ import annotations
 
 import datetime
-import json
-from typing import Any
 
 import attrs
-import cattrs
 
+from agent import jsonfile
 from agent.errors import ConfigurationError
-from fleetwire.codec import format_timestamp
 
 
 @attrs.frozen
@@ -51,62 +48,18 @@ class State:
         )
 
 
-def _make_converter() -> cattrs.Converter:
-    """The one converter of the state-file boundary."""
-    converter = cattrs.Converter(detailed_validation=False)
-
-    def structure_timestamp(value: Any, _: type) -> datetime.datetime:
-        if not isinstance(value, str):
-            raise ValueError("must be an RFC 3339 timestamp")
-        parsed = datetime.datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise ValueError("must carry a time zone")
-        return parsed.astimezone(datetime.UTC)
-
-    def structure_str(value: Any, _: type) -> str:
-        if not isinstance(value, str):
-            raise ValueError("must be a string")
-        return value
-
-    def structure_int(value: Any, _: type) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError("must be an integer")
-        return value
-
-    def structure_bool(value: Any, _: type) -> bool:
-        if not isinstance(value, bool):
-            raise ValueError("must be true or false")
-        return value
-
-    converter.register_structure_hook(datetime.datetime, structure_timestamp)
-    converter.register_structure_hook(str, structure_str)
-    converter.register_structure_hook(int, structure_int)
-    converter.register_structure_hook(bool, structure_bool)
-    converter.register_unstructure_hook(datetime.datetime, format_timestamp)
-    return converter
-
-
-_converter = _make_converter()
+# The one converter of the state-file boundary.
+_converter = jsonfile.strict_converter()
 
 
 def encode_state(state: State) -> bytes:
-    return (json.dumps(_converter.unstructure(state), indent=2, sort_keys=True) + "\n").encode()
+    return jsonfile.encode(_converter, state)
 
 
 def decode_state(raw: bytes) -> State:
     try:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return _converter.structure(data, State)
-    except (
-        ValueError,
-        TypeError,
-        KeyError,
-        RecursionError,
-        OverflowError,  # a timestamp that leaves years 1..9999 once moved to UTC
-        cattrs.BaseValidationError,
-    ) as exc:
+        return jsonfile.decode(_converter, raw, State)
+    except jsonfile.DAMAGED as exc:
         # The message never quotes the file: it holds secrets.
         raise ConfigurationError(
             f"state.json is damaged ({type(exc).__name__}); re-enroll with `fleetnode enroll`"
