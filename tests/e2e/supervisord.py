@@ -55,8 +55,12 @@ class Supervisord:
     program: str
 
     @property
+    def root(self) -> Path:
+        return self.config.parent
+
+    @property
     def log(self) -> Path:
-        return self.config.parent / "supervisord.log"
+        return self.root / "supervisord.log"
 
     def ctl(self, *args: str) -> str:
         """``supervisorctl`` through the unix socket of our config, as an operator types it."""
@@ -73,6 +77,19 @@ class Supervisord:
             info = proxy.supervisor.getProcessInfo(name or self.program)
             assert isinstance(info, dict)
             return info
+        except OSError:  # not listening yet
+            return {}
+        finally:
+            transport.close()
+
+    def programs(self) -> dict[str, dict[str, Any]]:
+        """supervisord's view of every program and event listener, by process name."""
+        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+        try:
+            proxy = xmlrpc.client.ServerProxy("http://localhost", transport=transport)
+            infos = proxy.supervisor.getAllProcessInfo()
+            assert isinstance(infos, list)
+            return {info["name"]: info for info in infos}
         except OSError:  # not listening yet
             return {}
         finally:
@@ -126,5 +143,7 @@ def running_supervisord(
     try:
         yield Supervisord(harness, process, config, socket, program_name)
     finally:
-        process.stop()  # SIGTERM: supervisord stops its programs first, then itself
+        # SIGTERM: supervisord stops its programs first (each within its stopwaitsecs),
+        # then itself.
+        process.stop(timeout=30)
         shutil.rmtree(socket_dir, ignore_errors=True)

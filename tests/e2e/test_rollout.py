@@ -12,21 +12,18 @@ from __future__ import annotations
 import configparser
 import getpass
 import json
-import shutil
 import subprocess
-import tempfile
-import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
-from supervisor.xmlrpc import SupervisorTransport
 
 from tests.e2e.actors import now, wait_online_since
 from tests.e2e.conftest import Fleet
 from tests.e2e.harness import BIN, Harness, Process, clean_env, program, wait_until
+from tests.e2e.supervisord import Supervisord, running_supervisord
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SCRIPT = DEPLOY / "rollout" / "fleetnode-rollout.sh"
@@ -34,68 +31,15 @@ SUPERVISORD_SAMPLE = DEPLOY / "supervisord" / "fleetnode.conf"
 SITE_KEYS = ("command", "user", "stdout_logfile", "stderr_logfile")  # the host's paths, names
 NODES = 20
 ROLLOUT_SECONDS = 180.0
-SUPERVISORD_MAIN = """\
-[supervisord]
-nodaemon=true
-logfile={root}/supervisord.log
-pidfile={root}/supervisord.pid
-childlogdir={root}
-loglevel=info
-
-[unix_http_server]
-file={socket}
-chmod=0700
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://{socket}
-
-[include]
-files = {root}/conf.d/*.conf
-"""
-
-
-@attrs.frozen
-class Supervisord:
-    process: Process
-    root: Path
-    config: Path
-    socket: Path
-
-    def programs(self) -> dict[str, dict[str, Any]]:
-        """supervisord's view of every program, by name (empty until it listens)."""
-        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
-        try:
-            proxy = xmlrpc.client.ServerProxy("http://localhost", transport=transport)
-            infos = proxy.supervisor.getAllProcessInfo()
-            assert isinstance(infos, list)
-            return {info["name"]: info for info in infos}
-        except OSError:
-            return {}
-        finally:
-            transport.close()
 
 
 @pytest.fixture
 def supervisord(fleet: Fleet) -> Iterator[Supervisord]:
+    """One supervisord for every host of the test: each host's script adds its program."""
     harness = fleet.harness
-    root = harness.path("supervisor")
-    (root / "conf.d").mkdir(parents=True)
-    socket_dir = Path(tempfile.mkdtemp(prefix="fleet-ro-"))  # unix socket paths are short
-    config = root / "supervisord.conf"
-    socket = socket_dir / "sv.sock"
-    config.write_text(SUPERVISORD_MAIN.format(root=root, socket=socket))
-    harness.logs.append(root / "supervisord.log")
-    process = harness.start("supervisord", [program("supervisord"), "-c", str(config)], clean_env())
-    found = Supervisord(process, root, config, socket)
-    try:
-        wait_until(lambda: socket.exists(), what="supervisord to listen", detail=process.tail)
+    with running_supervisord(harness, harness.path("supervisor"), {}, "fleetnode") as found:
+        wait_until(lambda: found.socket.exists(), what="supervisord to listen", detail=found.tail)
         yield found
-    finally:
-        process.stop(timeout=30)  # SIGTERM: supervisord stops every fleetnode, then itself
-        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 @attrs.frozen
