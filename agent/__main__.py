@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import socket
 import sys
@@ -21,6 +20,7 @@ from typing import NoReturn
 import trio
 
 from agent import daemon, enroll, healthcli, logs, refresh, status
+from agent.durationarg import duration_seconds
 from agent.errors import (
     AgentError,
     ConfigurationError,
@@ -32,7 +32,6 @@ from agent.errors import (
 from agent.heartbeat import MIN_FLAG_INTERVAL_SECONDS
 from agent.runtime import Runtime
 from agent.statedir import StateStore
-from fleetwire.durations import parse_duration
 
 logger = logging.getLogger("agent")
 
@@ -46,28 +45,16 @@ EXIT_CONFIG = 78
 
 def heartbeat_interval(text: str) -> float:
     """A DURATION of at least 1 s (``30s``, ``1m``; a bare number is seconds)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            seconds = parse_duration(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from exc
-    if not math.isfinite(seconds) or seconds < MIN_FLAG_INTERVAL_SECONDS:
+    seconds = duration_seconds(text)
+    if seconds < MIN_FLAG_INTERVAL_SECONDS:
         raise argparse.ArgumentTypeError(f"must be at least 1s, got {text!r}")
     return seconds
 
 
 def enroll_timeout(text: str) -> float:
     """A DURATION of 0 or more (``10m``; a bare number is seconds; 0: a single attempt)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            seconds = parse_duration(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from exc
-    if not math.isfinite(seconds) or seconds < 0:
+    seconds = duration_seconds(text)
+    if seconds < 0:
         raise argparse.ArgumentTypeError(f"must be a duration of 0 or more, got {text!r}")
     return seconds
 

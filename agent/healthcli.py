@@ -5,28 +5,21 @@ passes the environment in (it alone reads it)."""
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Mapping
 
 from agent import check, watchdog
+from agent.durationarg import duration_seconds
 from agent.errors import ConfigurationError
 from agent.runtime import Runtime
 from agent.statedir import StateStore
-from fleetwire.durations import parse_duration
 
 MAX_AGE_HELP = "the oldest acknowledged heartbeat that counts (default: 3 x its interval)"
 
 
 def max_age(text: str) -> float:
     """A DURATION above 0 (``90s``, ``1m30s``; a bare number is seconds)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            seconds = parse_duration(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from exc
-    if not math.isfinite(seconds) or seconds <= 0:
+    seconds = duration_seconds(text)
+    if seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
     return seconds
 
