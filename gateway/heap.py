@@ -5,39 +5,43 @@ collection walks every tracked object: with 100,000 cached sessions that was up 
 
 - Every collection's duration is observed into ``fleet_gateway_gc_pause_seconds``
   (``gc.callbacks``, start to stop on ``time.perf_counter``), so operators see the pauses.
-- The long-lived heap is frozen (``gc.freeze``: later collections skip it), at the end of
-  a full collection, when its survivors are long-lived by definition and every garbage
-  cycle has just been freed, so nothing dead is frozen. The rule is bounded: the first
-  full collection after start-up freezes what start-up built (modules, the app), and a
-  later one freezes again only once the session cache has grown by a quarter (and at
-  least ``MIN_GROWTH`` entries) since the last freeze, so a cache filling to 200,000
-  sessions freezes about 20 times, and a fleet in its stride not at all.
+- The long-lived heap is frozen (``gc.freeze``: later collections skip it). The rule, kept
+  at the end of each full collection (its survivors are long-lived by definition, and it
+  has just freed every garbage cycle, so nothing dead is frozen): freeze when at least
+  ``FREEZE_MIN_SURVIVORS`` objects survived it unfrozen. The first full collection after
+  start-up so freezes what start-up built, and later ones what the process keeps: cached
+  sessions, rate-limit buckets, open connections. A full collection then walks at most
+  about that many objects (a few ms), however large the frozen heap.
 
-Freezing does not keep anything alive: a frozen object is still freed when its last
-reference goes, so an evicted or revoked session is gone as before. What it gives up: a
-frozen object that later dies inside a reference cycle is never reclaimed, which the
-rule bounds by the heap at the freezes. ``open_heap_watch`` installs the callback for
-the life of one gateway's services and on the way out removes it and unfreezes, so
-several apps in one process (tests, replicas) neither stack callbacks nor leave the
-collector changed.
+A frozen object is still freed when its last reference goes (reference counting), so an
+evicted or revoked session is gone as before. What freezing gives up: a frozen object
+that later dies inside a reference cycle is not reclaimed. To bound that, once the frozen
+heap has doubled since the collector last walked all of it, it is unfrozen, and the next
+full collection walks (and reclaims) everything once, then freezes the survivors again:
+one long pause each time the heap doubles, e.g. while a fleet first connects.
+
+``open_heap_watch`` installs the callback for the life of one gateway's services and on
+the way out removes it and unfreezes, so several apps in one process (tests, replicas)
+neither stack callbacks nor leave the collector changed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import Histogram
 
-logger = logging.getLogger(__name__)
-
-MIN_GROWTH = 1_000  # session cache entries
-GROWTH_FRACTION = 0.25
+FREEZE_MIN_SURVIVORS = 10_000  # about 5 ms of walking on these machines
+REWALK_GROWTH = 2  # unfreeze once the frozen heap has grown this many times
 _OLDEST = 2  # the generation of a full collection
+
+
+def _unfrozen_survivors() -> int:
+    return len(gc.get_objects(generation=_OLDEST))
 
 
 class HeapWatch:
@@ -46,18 +50,21 @@ class HeapWatch:
     def __init__(
         self,
         pauses: Histogram,
-        cache_size: Callable[[], int],
         *,
         freeze: bool = True,
         perf_counter: Callable[[], float] = time.perf_counter,
+        survivors: Callable[[], int] = _unfrozen_survivors,
+        frozen: Callable[[], int] = gc.get_freeze_count,
     ) -> None:
         self._pauses = pauses
-        self._cache_size = cache_size
         self._freeze = freeze
         self._perf_counter = perf_counter
+        self._survivors = survivors
+        self._frozen = frozen
         self._started_at: float | None = None
-        self._frozen_at_size: int | None = None  # the cache's size at the last freeze
+        self._walked_whole: int | None = None  # frozen objects when all was last walked
         self.freezes = 0
+        self.unfreezes = 0
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         # Runs inside the collector: an exception here would only be printed, so none may
@@ -69,24 +76,26 @@ class HeapWatch:
             return
         self._pauses.observe(self._perf_counter() - self._started_at)
         self._started_at = None
-        if self._freeze and info.get("generation") == _OLDEST and self._grown():
-            gc.freeze()
-            self._frozen_at_size = self._cache_size()
-            self.freezes += 1
+        if self._freeze and info.get("generation") == _OLDEST:
+            self._after_full_collection()
 
-    def _grown(self) -> bool:
-        last = self._frozen_at_size
-        if last is None:
-            return True  # start-up's heap
-        return self._cache_size() - last >= max(MIN_GROWTH, int(last * GROWTH_FRACTION))
+    def _after_full_collection(self) -> None:
+        walked_whole = self._walked_whole
+        if walked_whole is not None and self._frozen() >= REWALK_GROWTH * walked_whole:
+            gc.unfreeze()  # the next full collection walks everything
+            self._walked_whole = None
+            self.unfreezes += 1
+        elif self._survivors() >= FREEZE_MIN_SURVIVORS:
+            gc.freeze()
+            self.freezes += 1
+            if walked_whole is None:
+                self._walked_whole = self._frozen()
 
 
 @contextlib.contextmanager
-def open_heap_watch(
-    pauses: Histogram, cache_size: Callable[[], int], *, freeze: bool = True
-) -> Iterator[HeapWatch]:
+def open_heap_watch(pauses: Histogram, *, freeze: bool = True) -> Iterator[HeapWatch]:
     """Observe (and freeze, see the module doc) while the block runs."""
-    watch = HeapWatch(pauses, cache_size, freeze=freeze)
+    watch = HeapWatch(pauses, freeze=freeze)
     gc.callbacks.append(watch)
     try:
         yield watch

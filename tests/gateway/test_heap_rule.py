@@ -1,5 +1,5 @@
-"""gateway.heap's rule: every collection observed, the heap frozen after start-up and
-after the session cache grew (no gateway needed: the watch alone)."""
+"""gateway.heap's rule: every collection observed; a full collection's survivors frozen
+once there are enough of them; the frozen heap walked whole again each time it doubled."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from gateway.heap import MIN_GROWTH, open_heap_watch
+from gateway.heap import FREEZE_MIN_SURVIVORS, HeapWatch, open_heap_watch
 
 PAUSES = "fleet_gateway_gc_pause_seconds"
 
@@ -31,47 +31,89 @@ def count(registry: CollectorRegistry) -> float:
     return registry.get_sample_value(f"{PAUSES}_count") or 0.0
 
 
-def test_freezes_after_start_up_and_then_only_after_the_cache_grew() -> None:
-    """The first full collection freezes the heap; later ones freeze again only once the
-    session cache has grown by a quarter and at least MIN_GROWTH entries."""
-    size = 0
-    registry, histogram = pauses_histogram()
-    with open_heap_watch(histogram, lambda: size) as watch:
-        gc.collect(1)
-        assert watch.freezes == 0  # only a full collection freezes
-        gc.collect()
-        assert watch.freezes == 1
-        assert gc.get_freeze_count() > 0
-        gc.collect()
-        assert watch.freezes == 1  # nothing grew
-        size = MIN_GROWTH - 1
-        gc.collect()
-        assert watch.freezes == 1
-        size = MIN_GROWTH
-        gc.collect()
-        assert watch.freezes == 2
-        size = 2 * MIN_GROWTH  # MIN_GROWTH more: enough while a quarter is less
-        gc.collect()
-        assert watch.freezes == 3
-        size = 8 * MIN_GROWTH
-        gc.collect()
-        assert watch.freezes == 4
-        size = 10 * MIN_GROWTH - 1  # a quarter of 8,000 is 2,000
-        gc.collect()
-        assert watch.freezes == 4
-        size = 10 * MIN_GROWTH
-        gc.collect()
-        assert watch.freezes == 5
+class FakeHeap:
+    """What the watch reads of the collector, set by the test."""
+
+    def __init__(self) -> None:
+        self.survivors = 0
+        self.frozen = 0
+
+    def watch(self) -> HeapWatch:
+        return HeapWatch(
+            pauses_histogram()[1], survivors=lambda: self.survivors, frozen=lambda: self.frozen
+        )
+
+
+def collect(watch: HeapWatch, generation: int) -> None:
+    watch("start", {"generation": generation})
+    watch("stop", {"generation": generation, "collected": 0, "uncollectable": 0})
+
+
+def test_a_full_collection_freezes_its_survivors_once_there_are_enough() -> None:
+    """Only a full collection freezes, and only with FREEZE_MIN_SURVIVORS unfrozen survivors."""
+    heap = FakeHeap()
+    watch = heap.watch()
+    heap.survivors = 10 * FREEZE_MIN_SURVIVORS
+    collect(watch, 0)
+    collect(watch, 1)
+    assert watch.freezes == 0
+    heap.survivors = FREEZE_MIN_SURVIVORS - 1
+    collect(watch, 2)
+    assert watch.freezes == 0
+    heap.survivors = FREEZE_MIN_SURVIVORS
+    collect(watch, 2)
+    assert watch.freezes == 1
+    assert gc.get_freeze_count() > 0
+
+
+def test_the_frozen_heap_is_walked_whole_again_each_time_it_doubled() -> None:
+    """Once the frozen heap has doubled since it was last walked whole, it is unfrozen
+    (the next full collection walks everything), then frozen again."""
+    heap = FakeHeap()
+    watch = heap.watch()
+    heap.survivors, heap.frozen = FREEZE_MIN_SURVIVORS, 100_000
+    collect(watch, 2)  # start-up: everything walked, then frozen
+    heap.frozen = 199_999
+    collect(watch, 2)
+    assert (watch.freezes, watch.unfreezes) == (2, 0)
+    heap.frozen = 200_000
+    collect(watch, 2)
+    assert (watch.freezes, watch.unfreezes) == (2, 1)
     assert gc.get_freeze_count() == 0
-    assert count(registry) == 9
+    heap.frozen = 210_000  # what the whole walk leaves frozen
+    collect(watch, 2)
+    assert (watch.freezes, watch.unfreezes) == (3, 1)
+    heap.frozen = 419_999
+    collect(watch, 2)
+    assert watch.unfreezes == 1  # doubled from 210,000 only at 420,000
+    heap.frozen = 420_000
+    collect(watch, 2)
+    assert watch.unfreezes == 2
+
+
+def test_the_real_collector_freezes_what_lives_on_and_counts_each_collection() -> None:
+    """With the real collector: long-lived objects are frozen by a full collection, a
+    second one finds too few new survivors to freeze again, each collection is counted."""
+    registry, histogram = pauses_histogram()
+    kept = [[] for _ in range(2 * FREEZE_MIN_SURVIVORS)]  # made first: no collection counted
+    with open_heap_watch(histogram) as watch:
+        gc.collect()
+        assert watch.freezes == 1
+        assert gc.get_freeze_count() >= len(kept)
+        gc.collect()
+        assert watch.freezes == 1
+        gc.collect(0)
+    assert gc.get_freeze_count() == 0
+    assert count(registry) == 3
 
 
 def test_the_observation_can_go_without_the_freeze() -> None:
     """With freezing off every collection is still observed and nothing is frozen."""
     registry, histogram = pauses_histogram()
-    with open_heap_watch(histogram, lambda: 10**6, freeze=False) as watch:
+    kept = [[] for _ in range(2 * FREEZE_MIN_SURVIVORS)]
+    with open_heap_watch(histogram, freeze=False) as watch:
         gc.collect()
         gc.collect()
-    assert watch.freezes == 0
+    assert len(kept) and watch.freezes == 0
     assert gc.get_freeze_count() == 0
     assert count(registry) == 2
