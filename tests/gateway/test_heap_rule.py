@@ -1,5 +1,5 @@
 """gateway.heap's rule: every collection observed; a full collection's survivors frozen
-once there are enough of them; the frozen heap walked whole again each time it doubled."""
+once there are enough of them; the frozen heap walked whole again each time it grew fourfold."""
 
 from __future__ import annotations
 
@@ -66,27 +66,27 @@ def test_a_full_collection_freezes_its_survivors_once_there_are_enough() -> None
     assert gc.get_freeze_count() > 0
 
 
-def test_the_frozen_heap_is_walked_whole_again_each_time_it_doubled() -> None:
-    """Once the frozen heap has doubled since it was last walked whole, it is unfrozen
+def test_the_frozen_heap_is_walked_whole_again_each_time_it_grew_fourfold() -> None:
+    """Once the frozen heap has grown fourfold since it was last walked whole, it is unfrozen
     (the next full collection walks everything), then frozen again."""
     heap = FakeHeap()
     watch = heap.watch()
     heap.survivors, heap.frozen = FREEZE_MIN_SURVIVORS, 100_000
     collect(watch, 2)  # start-up: everything walked, then frozen
-    heap.frozen = 199_999
+    heap.frozen = 399_999
     collect(watch, 2)
     assert (watch.freezes, watch.unfreezes) == (2, 0)
-    heap.frozen = 200_000
+    heap.frozen = 400_000
     collect(watch, 2)
     assert (watch.freezes, watch.unfreezes) == (2, 1)
     assert gc.get_freeze_count() == 0
     heap.frozen = 210_000  # what the whole walk leaves frozen
     collect(watch, 2)
     assert (watch.freezes, watch.unfreezes) == (3, 1)
-    heap.frozen = 419_999
+    heap.frozen = 839_999
     collect(watch, 2)
-    assert watch.unfreezes == 1  # doubled from 210,000 only at 420,000
-    heap.frozen = 420_000
+    assert watch.unfreezes == 1  # fourfold from 210,000 only at 840,000
+    heap.frozen = 840_000
     collect(watch, 2)
     assert watch.unfreezes == 2
 
