@@ -236,9 +236,11 @@ async def run_benchmark(
             beat = await measured_phase(
                 load, gateway, postmaster, heartbeats, "heartbeat", settings.profile
             )
-            metrics_after = await gp.scrape(http, gateway)
             rss_after_beats, _ = gp.rss_mb(gateway.pid)
             pg_after, reads_after = await asyncio.to_thread(db.settled_counters)
+            # After PostgreSQL's counters settled: a group commit still in flight when the
+            # load stopped is then counted by both (the writer counts once it committed).
+            metrics_after = await gp.scrape(http, gateway)
             ceiling = reference = None
             if settings.ceiling:
                 healthz = loadgen.healthz_request(gateway.host, gateway.port)
