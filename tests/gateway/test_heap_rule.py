@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from gateway.heap import FREEZE_MIN_SURVIVORS, HeapWatch, open_heap_watch
+from gateway.heap import FREEZE_MIN_SURVIVORS, YOUNG_THRESHOLD, HeapWatch, open_heap_watch
 
 PAUSES = "fleet_gateway_gc_pause_seconds"
 
@@ -117,3 +117,18 @@ def test_the_observation_can_go_without_the_freeze() -> None:
     assert len(kept) and watch.freezes == 0
     assert gc.get_freeze_count() == 0
     assert count(registry) == 2
+
+
+def test_young_objects_are_collected_in_larger_batches_while_the_watch_runs() -> None:
+    """With the watch, 5,000 new long-lived objects cause no collection (Python's default
+    would run several), and on close the process's thresholds are as they were."""
+    before = gc.get_threshold()
+    registry, histogram = pauses_histogram()
+    with open_heap_watch(histogram):
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+        gc.collect()  # an empty youngest generation to start from
+        start = count(registry)
+        kept = [[] for _ in range(5_000)]
+        assert count(registry) == start
+    assert len(kept) == 5_000
+    assert gc.get_threshold() == before
