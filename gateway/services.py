@@ -131,7 +131,7 @@ async def open_services(
         )
         watch = TaskWatch(metrics.background_task_failures)
         cache = SessionCache(config.session_cache_size, clock)
-        stack.enter_context(open_heap_watch(metrics.gc_pause))
+        stack.enter_context(open_heap_watch(metrics.gc_pause, freeze=config.gc_freeze))
         writer = await stack.enter_async_context(
             open_writer(store.last_seen, config, metrics, watch)
         )
