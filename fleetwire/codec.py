@@ -19,8 +19,9 @@ import datetime
 import enum
 import json
 import re
+import types
 from collections.abc import Callable
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -153,6 +154,10 @@ def _make_structure(converter: cattrs.Converter) -> Callable[[type], Callable[..
             by_key[field.name] = field
             by_key[snake_to_camel(field.name)] = field
         wire_name = {field.name: snake_to_camel(field.name) for field in fields}
+        # Each field's type and hook, looked up once per class rather than dispatched per
+        # value. ``X | None`` is structured as ``X``, as cattrs does: None never gets here.
+        types = {field.name: _present(field.type) for field in fields}
+        hooks = {name: converter.get_structure_hook(type_) for name, type_ in types.items()}
 
         def renamed(exc: FieldError) -> FieldError:
             head, dot, tail = exc.path.partition(".")
@@ -169,7 +174,7 @@ def _make_structure(converter: cattrs.Converter) -> Callable[[type], Callable[..
                 if field.name in kwargs:
                     raise FieldError(wire_name[field.name], "is given twice")
                 try:
-                    kwargs[field.name] = converter.structure(value, field.type)  # type: ignore[arg-type]
+                    kwargs[field.name] = hooks[field.name](value, types[field.name])
                 except FieldError as exc:  # a nested message or list
                     raise FieldError(f"{wire_name[field.name]}.{exc.path}", exc.reason) from exc
                 except (ValueError, TypeError) as exc:
@@ -182,6 +187,14 @@ def _make_structure(converter: cattrs.Converter) -> Callable[[type], Callable[..
         return structure
 
     return factory
+
+
+def _present(type_: Any) -> Any:
+    """``X`` for ``X | None``; any other type as it is."""
+    args = get_args(type_)
+    if get_origin(type_) in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        return args[0] if args[1] is type(None) else args[1]
+    return type_
 
 
 def _reason(exc: Exception) -> str:
@@ -211,6 +224,13 @@ def _unstructure_value(value: Any, type_: Any) -> Any:
         return None
     if type_ is Int64 or type_ == Int64 | None:
         return str(value)
+    return _unstructure_by_value(value, type_)
+
+
+def _unstructure_by_value(value: Any, type_: Any) -> Any:
+    """A value that is not None of a field that is not int64."""
+    if type(value) in _AS_THEY_ARE:
+        return value
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
     if isinstance(value, datetime.datetime):
@@ -225,14 +245,53 @@ def _unstructure_value(value: Any, type_: Any) -> Any:
     return value
 
 
+# Written as they are (exactly these types: an enum may derive from int or str).
+_AS_THEY_ARE = frozenset((str, int, bool, float))
+
+
+@attrs.frozen
+class _Field:
+    """What writing one field of a message class needs, worked out once per class."""
+
+    name: str
+    wire_name: str
+    default: Any
+    type: Any
+    int64: bool  # written as a decimal string
+
+
+_PLANS: dict[type, tuple[_Field, ...]] = {}
+
+
+def _plan(cls: type) -> tuple[_Field, ...]:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = tuple(
+            _Field(
+                field.name,
+                snake_to_camel(field.name),
+                field.default,
+                field.type,
+                field.type is Int64 or field.type == Int64 | None,
+            )
+            for field in _fields_of(cls)
+        )
+    return plan
+
+
 def to_dict(message: Any) -> dict[str, Any]:
     """The proto3 JSON object of a message, defaults omitted."""
     out: dict[str, Any] = {}
-    for field in _fields_of(type(message)):
+    for field in _plan(type(message)):
         value = getattr(message, field.name)
         if value == field.default and not (field.default is None and value is not None):
             continue
-        out[snake_to_camel(field.name)] = _unstructure_value(value, field.type)
+        if value is None:
+            out[field.wire_name] = None
+        elif field.int64:
+            out[field.wire_name] = str(value)
+        else:
+            out[field.wire_name] = _unstructure_by_value(value, field.type)
     return out
 
 
@@ -268,20 +327,33 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# json.loads(..., object_pairs_hook=...) and json.dumps(..., separators=...) build a new
+# decoder or encoder on every call: these are the same ones, built once.
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates)
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def parse_json(body: bytes) -> Any:
     """Parse a JSON document; any failure is a :class:`DecodeError`."""
     try:
-        return json.loads(body, object_pairs_hook=_reject_duplicates)
+        # What json.loads does with bytes: UTF-8, -16 or -32, told apart as it does.
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except DecodeError:
         raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise DecodeError("request body is not valid JSON") from exc
 
 
+_HOOKS: dict[type, Callable[[Any, type], Any]] = {}
+
+
 def structure(data: Any, cls: type[T]) -> T:
     """Build a message from parsed JSON; any failure is a :class:`DecodeError`."""
+    hook = _HOOKS.get(cls)
+    if hook is None:
+        hook = _HOOKS[cls] = _converter.get_structure_hook(cls)
     try:
-        return _converter.structure(data, cls)
+        return hook(data, cls)  # type: ignore[no-any-return]
     except FieldError as exc:
         raise DecodeError(str(exc)) from exc
     except (ValueError, TypeError, RecursionError) as exc:
@@ -294,4 +366,4 @@ def decode(body: bytes, cls: type[T]) -> T:
 
 
 def encode(message: Any) -> bytes:
-    return json.dumps(to_dict(message), separators=(",", ":")).encode()
+    return _ENCODER.encode(to_dict(message)).encode()

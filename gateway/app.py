@@ -18,6 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from fleetwire import procedures
 from gateway import services
 from gateway.admission import Admission
 from gateway.config import Config
@@ -124,5 +125,9 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", prometheus_metrics)
+    # Each procedure's own path first (a lookup in the router's index, where the catch-all
+    # is a pattern to match); the catch-all answers unknown paths (404).
+    for procedure in procedures.ALL:
+        app.router.add_route("*", procedure.path, connect_call)
     app.router.add_route("*", "/{tail:.*}", connect_call)
     return app

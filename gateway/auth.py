@@ -23,7 +23,7 @@ from gateway import secrets as s
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.errors import Unauthenticated
-from gateway.metrics import Metrics
+from gateway.metrics import Bound, Metrics
 from gateway.principals import AdminPrincipal, NodePrincipal
 from gateway.session_cache import SessionCache
 from gateway.store.credentials import CredentialStore
@@ -52,6 +52,8 @@ class Auth:
         self._metrics = metrics
         self._cache = cache
         self._clock = clock
+        self._hits = Bound(metrics.session_cache, result="hit")
+        self._misses = Bound(metrics.session_cache, result="miss")
 
     def _refuse(self, reason: str, message: str) -> Unauthenticated:
         self._metrics.auth_failures.labels(reason=reason).inc()
@@ -108,7 +110,7 @@ class Auth:
             return None
         cached = self._cache.get(s.digest(token))
         if cached is not None:
-            self._metrics.session_cache.labels(result="hit").inc()
+            self._hits().inc()
         return cached
 
     async def resolve_session(self, token: str) -> NodePrincipal:
@@ -119,7 +121,7 @@ class Auth:
         if cached is not None:
             return cached
         token_hash = s.digest(token)
-        self._metrics.session_cache.labels(result="miss").inc()
+        self._misses().inc()
         generation = self._cache.generation()
         session = await self._store.find_session(token_hash, self._clock())
         if session is None or not s.same(session.token_hash, token_hash):

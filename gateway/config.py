@@ -46,6 +46,10 @@ class Config:
     session_cache_size: int = 200_000
     db_pool_size: int = 10
     db_timeout_seconds: float = 5.0
+    # gateway.heap: freeze the long-lived heap, collect young objects in larger batches.
+    # Process-wide; off only where something inspects the collector (gc.get_referrers
+    # cannot see a frozen heap).
+    gc_freeze: bool = True
     log_format: LogFormat = LogFormat.TEXT
     log_level: str = "info"
 

@@ -8,41 +8,43 @@ failed-authentication limit, see ``gateway.admission``), rate limit (429), then
 validation of headers and body (400). Domain errors map to
 Connect codes in :func:`connect_error_for` and nowhere else; any other exception
 becomes ``internal`` with a generic message, logged once with its traceback.
+
+Everything a procedure's calls share is worked out once, when the endpoint is built
+(``_Route``): its name, its codec functions, its metric children. A heartbeat is this
+gateway's most frequent request by far, and each per-call lookup shows in its cost
+(bench/README.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import logging
 import math
 import time
-import zlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import attrs
 from aiohttp import web
+from prometheus_client import Counter, Histogram
 
 from fleetwire import codec
 from fleetwire.codes import Code, ConnectError
 from gateway import errors
 from gateway.admission import Admission
-from gateway.client_address import ClientAddress, Network, client_address
-from gateway.metrics import Metrics
+from gateway.client_address import Network, client_address
+from gateway.connect_request import JSON, bearer_token, is_json, read_body, timeout_seconds
+from gateway.connect_request import accepts_gzip as _accepts_gzip
+from gateway.metrics import Bound, Metrics
 from gateway.principals import AdminPrincipal, NodePrincipal
 from gateway.ratelimit import client_key
 from gateway.rpcs import AuthKind, Limit, Principal, Rpc
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
-# A body (64 KiB at most) that takes longer than this is a slow client holding a handler
-# and a connection, not a network: aiohttp has no body read timeout of its own.
-BODY_READ_TIMEOUT_SECONDS = 30.0
 # Below this a gzip header and CPU cost more than they save.
 COMPRESS_MIN_BYTES = 1024
-JSON = "application/json"
 
 
 class Authenticator(Protocol):
@@ -96,117 +98,6 @@ def error_response(error: ConnectError, *, status: int | None = None) -> web.Res
     )
 
 
-def _too_big() -> ConnectError:
-    return ConnectError(
-        Code.RESOURCE_EXHAUSTED, f"request body is larger than {MAX_BODY_BYTES // 1024} KiB"
-    )
-
-
-def _is_json(request: web.BaseRequest) -> bool:
-    if request.content_type != JSON:
-        return False
-    charset = request.charset
-    return charset is None or charset.lower() in ("utf-8", "utf8")
-
-
-@attrs.frozen
-class _Body:
-    """A request body within the size limit; ``problem`` is reported at validation."""
-
-    data: bytes
-    problem: str | None = None
-
-
-async def _read_body(request: web.BaseRequest) -> _Body:
-    encodings = [
-        part.strip().lower()
-        for value in request.headers.getall("Content-Encoding", ())
-        for part in value.split(",")
-        if part.strip()
-    ]
-    if any(encoding not in ("identity", "gzip") for encoding in encodings):
-        raise ConnectError(Code.UNIMPLEMENTED, "unsupported Content-Encoding: use gzip or none")
-    # Each layer would be inflated in turn, before authentication: 2,500 nested layers in
-    # a 64 KiB body cost 80 times a normal call. No client sends more than one.
-    if encodings.count("gzip") > 1:
-        raise ConnectError(Code.UNIMPLEMENTED, "at most one gzip Content-Encoding is accepted")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise _too_big()
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        while chunk := await request.content.readany():
-            total += len(chunk)
-            if total > MAX_BODY_BYTES:
-                raise _too_big()
-            chunks.append(chunk)
-    except web.RequestPayloadError:  # e.g. broken chunked encoding
-        return _Body(b"", "request body could not be read")
-    data = b"".join(chunks)
-    if "gzip" in encodings:
-        data_or_problem = _gunzip(data)
-        if isinstance(data_or_problem, str):
-            return _Body(b"", data_or_problem)
-        data = data_or_problem
-    return _Body(data)
-
-
-def _gunzip(data: bytes) -> bytes | str:
-    """Decompress at most MAX_BODY_BYTES (no zip bombs); a str says what is wrong."""
-    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = decompressor.decompress(data, MAX_BODY_BYTES + 1)
-    except zlib.error:
-        return "request body is not valid gzip"
-    if len(out) > MAX_BODY_BYTES or decompressor.unconsumed_tail:
-        raise _too_big()
-    if not decompressor.eof or decompressor.unused_data:
-        return "request body is not valid gzip"
-    return out
-
-
-def _bearer_token(request: web.BaseRequest) -> str:
-    values = request.headers.getall("Authorization", ())
-    if len(values) > 1:
-        raise errors.Unauthenticated("more than one Authorization header")
-    if not values:
-        raise errors.Unauthenticated("missing Authorization: Bearer token")
-    scheme, _, token = values[0].strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise errors.Unauthenticated("Authorization must be: Bearer <token>")
-    return token
-
-
-def _timeout_seconds(request: web.BaseRequest) -> tuple[float | None, str | None]:
-    """The Connect-Timeout-Ms deadline, or a problem to report at validation."""
-    version = request.headers.get("Connect-Protocol-Version")
-    if version is not None and version.strip() != "1":
-        return None, "Connect-Protocol-Version must be 1"
-    text = request.headers.get("Connect-Timeout-Ms")
-    if text is None:
-        return None, None
-    text = text.strip()
-    if not (text.isascii() and text.isdigit() and 0 < len(text) <= 10 and int(text) > 0):
-        return None, "Connect-Timeout-Ms must be a positive integer of at most 10 digits"
-    return int(text) / 1000, None
-
-
-def _accepts_gzip(header: str | None) -> bool:
-    for item in (header or "").split(","):
-        coding, _, params = item.strip().partition(";")
-        if coding.strip().lower() not in ("gzip", "*"):
-            continue
-        name, _, value = params.strip().partition("=")
-        if name.strip().lower() != "q":
-            return True
-        try:
-            return float(value) > 0
-        except ValueError:
-            return False
-    return False
-
-
 def success_response(request: web.BaseRequest, message: Any) -> web.Response:
     body = codec.encode(message)
     headers = {"Vary": "Accept-Encoding"}
@@ -222,77 +113,100 @@ def unknown_procedure() -> web.Response:
     return error_response(ConnectError(Code.UNIMPLEMENTED, "unknown procedure"), status=404)
 
 
-@attrs.frozen
+class _Route:
+    """One procedure as the endpoint serves it: what its every call shares."""
+
+    __slots__ = ("_outcomes", "_requests", "latency", "name", "quiet_when_ok", "rpc")
+
+    def __init__(self, rpc: Rpc[Any, Any], metrics: Metrics) -> None:
+        self.rpc = rpc
+        self.name = rpc.name
+        self._requests = metrics.requests
+        self._outcomes: dict[str, Bound[Counter]] = {}
+        self.latency: Bound[Histogram] = Bound(metrics.request_latency, procedure=self.name)
+        # A healthy fleet's heartbeats would drown everything else at info.
+        self.quiet_when_ok = rpc.limit is Limit.HEARTBEAT
+
+    def answered(self, code: str) -> Counter:
+        outcome = self._outcomes.get(code)
+        if outcome is None:
+            outcome = self._outcomes[code] = Bound(self._requests, procedure=self.name, code=code)
+        return outcome()
+
+
 class ConnectEndpoint:
     """Every procedure of the gateway behind one handler (built once the services run)."""
 
-    rpcs: Mapping[str, Rpc[Any, Any]]  # by path
-    authenticator: Authenticator
-    admission: Admission
-    metrics: Metrics
-    trusted_proxies: tuple[Network, ...]
+    def __init__(
+        self,
+        rpcs: Mapping[str, Rpc[Any, Any]],  # by path
+        authenticator: Authenticator,
+        admission: Admission,
+        metrics: Metrics,
+        trusted_proxies: tuple[Network, ...],
+    ) -> None:
+        self._routes = {path: _Route(rpc, metrics) for path, rpc in rpcs.items()}
+        self.authenticator = authenticator
+        self.admission = admission
+        self.metrics = metrics
+        self.trusted_proxies = trusted_proxies
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Answer one Connect unary call (or 404 for an unknown path)."""
-        rpc = self.rpcs.get(request.path)
-        if rpc is None:
+        route = self._routes.get(request.path)
+        if route is None:
             return unknown_procedure()
         if request.method != "POST":
             return web.Response(status=405, text="use POST\n", headers={"Allow": "POST"})
-        if not _is_json(request):
+        if not is_json(request):
             return web.Response(
                 status=415, text=f"use Content-Type: {JSON}\n", headers={"Accept-Post": JSON}
             )
         started = time.perf_counter()
-        client = client_address(request, self.trusted_proxies)
-        timeout, header_problem = _timeout_seconds(request)
-        deadline = asyncio.timeout(timeout)
+        timeout, header_problem = timeout_seconds(request)
         try:
-            try:
-                async with deadline:
-                    message = await self._serve(request, rpc, client, header_problem)
-            except TimeoutError:
-                if not deadline.expired():
-                    raise
-                raise ConnectError(Code.DEADLINE_EXCEEDED, "deadline exceeded") from None
+            if timeout is None:  # nothing to bound: no timer to arm and cancel
+                message = await self._serve(request, route.rpc, header_problem)
+            else:
+                deadline = asyncio.timeout(timeout)
+                try:
+                    async with deadline:
+                        message = await self._serve(request, route.rpc, header_problem)
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise
+                    raise ConnectError(Code.DEADLINE_EXCEEDED, "deadline exceeded") from None
             response = success_response(request, message)
             code = "ok"
         except Exception as exc:  # noqa: BLE001 - the boundary: everything becomes a Connect error
-            error = connect_error_for(exc, rpc.name)
+            error = connect_error_for(exc, route.name)
             response = error_response(error)
             code = error.code.value
         elapsed = time.perf_counter() - started
-        self.metrics.requests.labels(procedure=rpc.name, code=code).inc()
-        self.metrics.request_latency.labels(procedure=rpc.name).observe(elapsed)
-        # A healthy fleet's heartbeats would drown everything else at info.
-        quiet = code == "ok" and rpc.limit is Limit.HEARTBEAT
-        logger.log(
-            logging.DEBUG if quiet else logging.INFO,
-            "rpc",
-            extra={
-                "procedure": rpc.name,
-                "code": code,
-                "client": client.address,
-                "duration_ms": round(elapsed * 1000, 1),
-            },
-        )
+        route.answered(code).inc()
+        route.latency().observe(elapsed)
+        level = logging.DEBUG if code == "ok" and route.quiet_when_ok else logging.INFO
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "rpc",
+                extra={
+                    "procedure": route.name,
+                    "code": code,
+                    "client": client_address(request, self.trusted_proxies).address,
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
+            )
         return response
 
+    def _client_key(self, request: web.BaseRequest) -> str:
+        return _key_of(client_address(request, self.trusted_proxies).address)
+
     async def _serve(
-        self,
-        request: web.BaseRequest,
-        rpc: Rpc[Any, Any],
-        client: ClientAddress,
-        header_problem: str | None,
+        self, request: web.BaseRequest, rpc: Rpc[Any, Any], header_problem: str | None
     ) -> object:
-        try:
-            async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
-                body = await _read_body(request)
-        except TimeoutError:
-            raise ConnectError(
-                Code.DEADLINE_EXCEEDED, "request body not received in time"
-            ) from None
-        key = client_key(client.address)
+        body = await read_body(request)
+        key = self._client_key(request)
         principal = await self._authenticate(request, rpc, key)
         rpc.authorize(principal)
         if rpc.invoke is None:
@@ -317,7 +231,7 @@ class ConnectEndpoint:
         if rpc.auth is AuthKind.NONE:
             return None
         try:
-            token = _bearer_token(request)
+            token = bearer_token(request)
         except errors.Unauthenticated:
             self.metrics.auth_failures.labels(reason="authorization_header").inc()
             raise
@@ -333,3 +247,7 @@ class ConnectEndpoint:
         except errors.Unauthenticated:
             self.admission.credential_refused(client)
             raise
+
+
+# The clients of a gateway are few addresses (its nginx, a fleet's NAT) asking often.
+_key_of = functools.lru_cache(maxsize=4096)(client_key)

@@ -6,8 +6,33 @@ replicas) do not share counters. Secrets never become label values.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+M = TypeVar("M", Counter, Histogram)
+
+
+class Bound(Generic[M]):
+    """One labelled child of a metric, bound at its first use and kept.
+
+    ``metric.labels(...)`` on every request costs more than the count itself; binding
+    at the first use (not at start-up) keeps /metrics showing a series only once it
+    counted something, exactly as calling ``labels()`` each time did."""
+
+    __slots__ = ("_child", "_labels", "_metric")
+
+    def __init__(self, metric: M, **labels: str) -> None:
+        self._metric: M = metric
+        self._labels = labels
+        self._child: M | None = None
+
+    def __call__(self) -> M:
+        child = self._child
+        if child is None:
+            child = self._child = self._metric.labels(**self._labels)
+        return child
 
 
 @attrs.frozen

@@ -28,6 +28,7 @@ from gateway.errors import DatabaseFault, Unavailable
 from gateway.event_retention import open_event_retention
 from gateway.events import FleetEvents
 from gateway.fleet_gauges import open_fleet_gauges
+from gateway.heap import open_heap_watch
 from gateway.heartbeat import Heartbeats
 from gateway.listener import NotifyListener, open_listener
 from gateway.metrics import Metrics
@@ -122,10 +123,10 @@ class _PushChannel:
 async def open_services(
     config: Config, metrics: Metrics, *, clock: Clock = utc_now
 ) -> AsyncIterator[Services]:
-    """Open the pool and start the writer, listener, sweeper, offline scan, fleet gauges and
-    event retention; on the way out stop them in reverse order: pending heartbeat writes
-    are flushed (and answered) before the pool closes. Every await of the way out is
-    bounded."""
+    """Open the pool, watch the garbage collector (``gateway.heap``), start the writer,
+    listener, sweeper, offline scan, fleet gauges and event retention; on the way out stop
+    them in reverse order: pending heartbeat writes are flushed (and answered) before the
+    pool closes. Every await of the way out is bounded."""
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(
             open_store(
@@ -137,6 +138,7 @@ async def open_services(
         )
         watch = TaskWatch(metrics.background_task_failures)
         cache = SessionCache(config.session_cache_size, clock)
+        stack.enter_context(open_heap_watch(metrics.gc_pause, freeze=config.gc_freeze))
         writer = await stack.enter_async_context(
             open_writer(store.last_seen, config, metrics, watch)
         )

@@ -5,7 +5,8 @@ be within the debounce window (no database work at all). Everything else is queu
 with ``submit``: the writer task flushes the queue at most ``flush_interval_seconds``
 after its first entry, or at once when it holds ``flush_max_rows`` nodes, as ONE
 UPDATE statement whose predicate repeats the debounce (so replicas sharing the
-database write once per window). Every waiter is answered only after that
+database write once per window); with the debounce off (``0``) it flushes as soon as the
+previous UPDATE finished, batching what queued meanwhile. Every waiter is answered only after that
 statement committed (or failed: ``Unavailable``, never an unfounded success).
 
 A goodbye (``stopping``) or a heartbeat carrying facts is always submitted (the
@@ -87,6 +88,12 @@ class LastSeenWriter:
         # Loop time at which the oldest queued write arrived: its flush is due
         # flush_interval later, however long the previous UPDATE took.
         self._oldest_queued_at: float | None = None
+        # Without a debounce every heartbeat waits for its write, and the window would
+        # only leave the process idle meanwhile: flush as soon as the previous UPDATE is
+        # done; what queued during it is the next batch (group commit). With a debounce,
+        # writes are a fraction of the heartbeats and the window is what keeps statements
+        # per heartbeat low (SPEC 4.3: flush-interval is an upper bound).
+        self._eager = self._debounce_seconds <= 0
 
     # --- the in-process debounce ---------------------------------------------------------
 
@@ -148,7 +155,7 @@ class LastSeenWriter:
         each time the queue is empty."""
         while True:
             await self._wakeup.wait()
-            if self._refusal is None and len(self._pending) < self._max_rows:
+            if not self._eager and self._refusal is None and len(self._pending) < self._max_rows:
                 # A cycle is max(flush interval, UPDATE time), not their sum: writes
                 # queued during the previous UPDATE may already be due.
                 oldest = self._oldest_queued_at

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import gateway
-from bench.heartbeats import database, report, seed
+from bench.heartbeats import database, report, seed, wrk
 from bench.heartbeats.run import Settings, run_benchmark
 from fleetwire.durations import parse_duration
 
@@ -121,7 +121,30 @@ def build_parser() -> argparse.ArgumentParser:
         "(steady, the open loop's default), as fast as possible (pass, the default of --max "
         "and --quick) or none (cold: sessions not yet cached)",
     )
-    parser.add_argument("--no-ceiling", action="store_true", help="skip the /healthz ceiling")
+    parser.add_argument(
+        "--no-ceiling", action="store_true", help="skip the ceilings (/healthz, the reference)"
+    )
+    parser.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        help="gateway replicas sharing one port with --reuse-port (1); the reference runs as many",
+    )
+    parser.add_argument(
+        "--cold-paths",
+        type=int,
+        default=0,
+        metavar="N",
+        help="at the end, on a fresh gateway: N cache-miss heartbeats, handshakes, "
+        "CreateEnrollmentCode and Register calls, each measured (0: skip)",
+    )
+    parser.add_argument(
+        "--generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="closed loop's generator: wrk (a few µs per request; apt-get install -y wrk), "
+        "python (25-100 µs), auto: wrk when on PATH (the open loop is always python)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help=f"{QUICK_NODES} nodes, {QUICK_DURATION}"
     )
@@ -164,7 +187,24 @@ def _settings(args: argparse.Namespace) -> Settings:
         ceiling=not args.no_ceiling,
         profile=args.profile,
         nice=args.nice,
+        processes=args.processes,
+        cold_paths=max(0, args.cold_paths),
+        generator=_generator(args.generator),
+        loop=event_loop(),
     )
+
+
+def _generator(choice: str) -> str:
+    if choice == "auto":
+        return "wrk" if wrk.available() else "python"
+    if choice == "wrk" and not wrk.available():
+        raise ValueError("--generator wrk: wrk is not on PATH (apt-get install -y wrk)")
+    return choice
+
+
+def event_loop() -> str:
+    """The event loop the gateway runs in this environment (the reference runs the same)."""
+    return "asyncio"
 
 
 def warmup_of(args: argparse.Namespace) -> str:
@@ -197,6 +237,11 @@ def reproduce_command(args: argparse.Namespace, settings: Settings) -> str:
     if args.stats_quiet != database.SETTLE_QUIET_SECONDS:
         words += ["--stats-quiet", f"{args.stats_quiet:g}s"]
     words += ["--warmup", warmup_of(args), *["--no-ceiling"] * args.no_ceiling]
+    words += ["--processes", str(settings.processes)]
+    if settings.cold_paths:
+        words += ["--cold-paths", str(settings.cold_paths)]
+    if settings.rate is None:
+        words += ["--generator", settings.generator]
     return shlex.join(words)  # fmt: skip
 
 
@@ -258,7 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             db.prepare_for_measurement()
             _stderr(f"bench: seeded in {seeded.seconds:.1f} s; measuring ({command})")
             measured = asyncio.run(
-                run_benchmark(settings, seeded, db, log_path, warmup=warmup_of(args))
+                run_benchmark(
+                    settings, seeded, db, log_path, warmup=warmup_of(args), admin_token=token
+                )
             )
     except KeyboardInterrupt:
         _stderr("bench: interrupted")

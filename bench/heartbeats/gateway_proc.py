@@ -29,10 +29,16 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 @attrs.frozen
 class Gateway:
-    pid: int
+    """The server(s) under test: one process, or several sharing one port (SO_REUSEPORT)."""
+
+    pids: tuple[int, ...]
     host: str
     port: int
     log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.pids[0]
 
     @property
     def base_url(self) -> str:
@@ -45,6 +51,11 @@ def gateway_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "gateway"]
 
 
+def reference_command(tokens_file: Path, loop: str) -> list[str]:
+    """The reference ceiling (``bench.reference``) serving the same bearer tokens."""
+    return [sys.executable, "-m", "bench.reference", "--tokens", str(tokens_file), "--loop", loop]
+
+
 async def _drain(stream: asyncio.StreamReader, log_path: Path, found: asyncio.Future[str]) -> None:
     with log_path.open("ab") as log:
         while line := await stream.readline():
@@ -52,24 +63,14 @@ async def _drain(stream: asyncio.StreamReader, log_path: Path, found: asyncio.Fu
             if not found.done() and _LISTENING.search(line.decode(errors="replace")):
                 found.set_result(line.decode(errors="replace"))
     if not found.done():
-        found.set_exception(RuntimeError(f"the gateway exited before listening; see {log_path}"))
+        found.set_exception(RuntimeError(f"the server exited before listening; see {log_path}"))
 
 
 @contextlib.asynccontextmanager
-async def open_gateway(
-    database_url: str, flags: Sequence[str], log_path: Path
-) -> AsyncIterator[Gateway]:
-    """Start ``fleet-gateway serve --port 0 <flags>``, yield once it listens, stop it."""
+async def _open_process(argv: Sequence[str], log_path: Path) -> AsyncIterator[tuple[int, str, int]]:
+    """Start ``argv``, yield (pid, host, port) once it logs that it listens, stop it."""
     proc = await asyncio.create_subprocess_exec(
-        *gateway_command(),
-        "serve",
-        "--port",
-        "0",
-        "--host",
-        "127.0.0.1",
-        "--database-url",
-        database_url,
-        *flags,
+        *argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -83,7 +84,7 @@ async def open_gateway(
             line = await found
         match = _LISTENING.search(line)
         assert match is not None
-        yield Gateway(proc.pid, match.group(1), int(match.group(2)), log_path)
+        yield proc.pid, match.group(1), int(match.group(2))
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -99,6 +100,32 @@ async def open_gateway(
             found.cancel()
         elif not found.cancelled():
             found.exception()  # retrieved: an early exit was already reported
+
+
+@contextlib.asynccontextmanager
+async def open_servers(
+    command: Sequence[str], log_path: Path, processes: int = 1
+) -> AsyncIterator[Gateway]:
+    """``processes`` copies of ``command`` on one port: the first binds port 0 (with
+    ``--reuse-port`` when there are several), the others the port it got."""
+    reuse = ["--reuse-port"] if processes > 1 else []
+    async with contextlib.AsyncExitStack() as stack:
+        pid, host, port = await stack.enter_async_context(
+            _open_process([*command, "--host", "127.0.0.1", "--port", "0", *reuse], log_path)
+        )
+        pids = [pid]
+        for _ in range(processes - 1):
+            argv = [*command, "--host", "127.0.0.1", "--port", str(port), *reuse]
+            pids.append((await stack.enter_async_context(_open_process(argv, log_path)))[0])
+        yield Gateway(tuple(pids), host, port, log_path)
+
+
+def open_gateway(
+    database_url: str, flags: Sequence[str], log_path: Path, processes: int = 1
+) -> contextlib.AbstractAsyncContextManager[Gateway]:
+    """``fleet-gateway serve`` (``processes`` replicas sharing one port)."""
+    command = [*gateway_command(), "serve", "--database-url", database_url, *flags]
+    return open_servers(command, log_path, processes)
 
 
 # --- /metrics ---------------------------------------------------------------------------------
@@ -175,7 +202,7 @@ def postgres_cpu_seconds(postmaster_pid: int) -> float:
     return total
 
 
-def renice(nice: int, gateway_pid: int, postmaster_pid: int) -> None:
+def renice(nice: int, gateway_pid: int, postmaster_pid: int, *others: int) -> None:
     """Give the gateway, PostgreSQL (the postmaster, so backends forked later inherit it,
     and its present children) and this generator the niceness ``nice``, so that other
     work on a shared machine disturbs the measurement less (negative values need root).
@@ -184,10 +211,10 @@ def renice(nice: int, gateway_pid: int, postmaster_pid: int) -> None:
     scheduler first shares the CPU between sessions, so a process's own niceness only
     ranks it within its session: the niceness of each one's session group is set too
     (the gateway runs in a session of its own; the generator's is the invoking shell's)."""
-    for pid in (gateway_pid, postmaster_pid, os.getpid(), *_children(postmaster_pid)):
+    for pid in (gateway_pid, *others, postmaster_pid, os.getpid(), *_children(postmaster_pid)):
         with contextlib.suppress(ProcessLookupError):
             os.setpriority(os.PRIO_PROCESS, pid, nice)
-    for pid in (gateway_pid, postmaster_pid, os.getpid()):
+    for pid in (gateway_pid, *others, postmaster_pid, os.getpid()):
         with contextlib.suppress(OSError):
             Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
@@ -211,12 +238,15 @@ class CpuSnapshot:
     machine_total: float
 
 
-def cpu_snapshot(gateway_pid: int, postmaster_pid: int) -> CpuSnapshot:
+def cpu_snapshot(server_pids: int | Sequence[int], postmaster_pid: int) -> CpuSnapshot:
+    """``gateway`` is the server under test (the reference's processes in its phase);
+    ``generator`` is this process and the children it reaped (wrk, once it exited)."""
+    pids = (server_pids,) if isinstance(server_pids, int) else server_pids
     busy, total = machine_busy_seconds()
     return CpuSnapshot(
-        gateway=process_cpu_seconds(gateway_pid),
+        gateway=sum(process_cpu_seconds(pid) for pid in pids),
         postgres=postgres_cpu_seconds(postmaster_pid),
-        generator=process_cpu_seconds(os.getpid()),
+        generator=process_cpu_seconds(os.getpid(), reaped_children=True),
         machine_busy=busy,
         machine_total=total,
     )

@@ -60,6 +60,10 @@ class PhaseResult:
     wall_seconds: float  # first send to last answer
     latencies: list[float] = attrs.field(repr=False)
     generator_cpu_seconds: float
+    # A generator that keeps only a histogram (wrk) reports these instead of ``latencies``:
+    # seconds by fraction (0.5, 0.9, 0.99, 0.999, and 1.0 for the maximum).
+    quantiles: dict[float, float] | None = None
+    generator: str = "python"
 
     @property
     def throughput(self) -> float:
@@ -70,10 +74,18 @@ class PhaseResult:
         return self.statuses.get(200, 0)
 
     def percentile(self, fraction: float) -> float | None:
+        if self.quantiles is not None:
+            return self.quantiles.get(fraction)
         if not self.latencies:
             return None
         index = min(len(self.latencies) - 1, max(0, round(fraction * len(self.latencies)) - 1))
         return self.latencies[index]
+
+    @property
+    def max_latency(self) -> float | None:
+        if self.quantiles is not None:
+            return self.quantiles.get(1.0)
+        return self.latencies[-1] if self.latencies else None
 
 
 class _Connection(asyncio.Protocol):
@@ -392,6 +404,9 @@ class HeartbeatRequests:
             self._tail = b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
             self._millisecond = millisecond
         return self._tail
+
+    def __len__(self) -> int:
+        return len(self._heads)
 
     def __call__(self, number: int) -> bytes:
         return self._heads[number % len(self._heads)] + self._body_tail()

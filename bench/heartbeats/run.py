@@ -1,9 +1,11 @@
 """One benchmark run against a seeded database: the phases, in order, and what each measured.
 
-1. start ``fleet-gateway serve`` (a subprocess, so its CPU is not the generator's);
+1. start ``fleet-gateway serve`` (a subprocess, so its CPU is not the generator's; with
+   ``processes`` > 1, that many replicas sharing one port with ``--reuse-port``);
 2. the handshake sample: some seeded nodes run the real ed25519 handshake over HTTP
-   and use the session the gateway minted;
-3. warm-up: one heartbeat per node, so every session is resolved and cached and every
+   and use the session the gateway minted (its CPU per handshake is measured);
+3. warm-up: one heartbeat per node (``laps`` of them with several replicas: each caches
+   the sessions it meets), so every session is resolved and cached and every
    node has a ``last_seen_at``. ``steady`` (open loop) spreads those heartbeats over the
    debounce window before the measured phase, in an order that leaves the nodes' last
    writes at different ages, as in a fleet that has been running: had they all been
@@ -11,32 +13,31 @@
    them as fast as possible (closed loop);
 4. the measured heartbeat phase (open loop at a rate, or closed loop as fast as
    possible), with PostgreSQL's counters, /metrics and /proc CPU read on both sides;
-5. the ceiling: the same generator, mode and connections against ``GET /healthz``.
+5. the ceilings, same generator, mode and connections: ``GET /healthz`` of the gateway,
+   then the reference (``bench.reference``: the minimal aiohttp handler of the same
+   heartbeat, as many processes as the gateway) serving the same tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import shutil
-import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import attrs
-import nacl.signing
 
 from bench.heartbeats import gateway_proc as gp
 from bench.heartbeats import loadgen
+from bench.heartbeats.calls import handshake
+from bench.heartbeats.cold import run_cold_paths
 from bench.heartbeats.database import BenchDatabase, PgCounters
+from bench.heartbeats.phases import Load, Measurement, measure_cpu, measured_phase, profile_path
 from bench.heartbeats.seed import Seeded, SeededNode
-from fleetwire import procedures as p
 from fleetwire.durations import parse_duration
-from fleetwire.identity import auth_message
 
 HANDSHAKES_IN_FLIGHT = 16
 HANDSHAKE_TIMEOUT_SECONDS = 60.0
@@ -54,10 +55,18 @@ class Settings:
     ceiling: bool = True
     profile: Path | None = None  # py-spy raw output of the gateway during the heartbeats
     nice: int | None = None  # niceness for the gateway, PostgreSQL and the generator
+    processes: int = 1  # gateway replicas on one port (--reuse-port)
+    generator: str = "python"  # closed loop: "wrk" or "python"
+    loop: str = "asyncio"  # the event loop the reference runs (the gateway's)
+    cold_paths: int = 0  # calls of each cold path, on a fresh gateway at the end (0: none)
 
     @property
     def mode(self) -> str:
         return "closed" if self.rate is None else "open"
+
+    def load(self, tokens_file: Path) -> Load:
+        generator = self.generator if self.rate is None else "python"
+        return Load(self.rate, self.connections, self.duration_seconds, generator, tokens_file)
 
     def gateway_flags(self) -> list[str]:
         flags = [
@@ -80,7 +89,8 @@ class Measured:
     handshake_seconds: float
     warmup: loadgen.PhaseResult | None
     heartbeat: loadgen.PhaseResult
-    ceiling: loadgen.PhaseResult | None
+    ceiling: loadgen.PhaseResult | None  # GET /healthz of the gateway
+    reference: loadgen.PhaseResult | None  # the same heartbeats against bench.reference
     pg_before: PgCounters
     pg_after: PgCounters
     own_reads: int  # our statistics reads between the two, each one commit
@@ -88,43 +98,14 @@ class Measured:
     metrics_after: dict[str, float]
     cpu_heartbeat: dict[str, float]
     cpu_ceiling: dict[str, float]
+    cpu_reference: dict[str, float]
+    cpu_handshakes: dict[str, float]
+    cold_paths: list[dict[str, Any]]
     rss_after_warmup_mb: float
     rss_after_heartbeats_mb: float
     rss_end_mb: float
     rss_peak_mb: float
     gateway_log: str
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, str]) -> dict[str, Any]:
-    async with http.post(url, json=body) as resp:
-        answer: dict[str, Any] = await resp.json(content_type=None)
-        if resp.status != 200:
-            raise RuntimeError(f"{url.rsplit('/', 1)[-1]} answered {resp.status}: {answer}")
-        return answer
-
-
-async def handshake(http: aiohttp.ClientSession, base_url: str, node: SeededNode) -> str:
-    """A real node handshake over HTTP: Begin, sign the challenge, Complete."""
-    assert node.api_key is not None and node.identity_seed is not None
-    key = nacl.signing.SigningKey(node.identity_seed)
-    begin = await _post(
-        http,
-        base_url + p.BEGIN_AUTH_HANDSHAKE.path,
-        {"apiKey": node.api_key, "identityPubkey": _b64(bytes(key.verify_key))},
-    )
-    challenge = base64.b64decode(begin["challenge"])
-    signature = key.sign(auth_message(challenge)).signature
-    done = await _post(
-        http,
-        base_url + p.COMPLETE_AUTH_HANDSHAKE.path,
-        {"challenge": _b64(challenge), "signature": _b64(signature)},
-    )
-    token: str = done["sessionToken"]
-    return token
 
 
 async def _handshake_sample(
@@ -144,64 +125,6 @@ async def _handshake_sample(
     return len(sample)
 
 
-async def _phase(
-    settings: Settings, gateway: gp.Gateway, request_for: loadgen.RequestFor, target: str
-) -> loadgen.PhaseResult:
-    if settings.rate is None:
-        return await loadgen.run_closed(
-            gateway.host,
-            gateway.port,
-            request_for,
-            target=target,
-            connections=settings.connections,
-            duration_seconds=settings.duration_seconds,
-        )
-    return await loadgen.run_open(
-        gateway.host,
-        gateway.port,
-        request_for,
-        target=target,
-        connections=settings.connections,
-        rate=settings.rate,
-        duration_seconds=settings.duration_seconds,
-    )
-
-
-async def _measure_cpu(
-    gateway: gp.Gateway, postmaster: int, phase: Awaitable[loadgen.PhaseResult]
-) -> tuple[loadgen.PhaseResult, dict[str, float]]:
-    """The phase's result and who used how much CPU meanwhile."""
-    before, started = gp.cpu_snapshot(gateway.pid, postmaster), time.monotonic()
-    result = await phase
-    after = gp.cpu_snapshot(gateway.pid, postmaster)
-    return result, gp.cpu_percent(before, after, time.monotonic() - started)
-
-
-@contextlib.asynccontextmanager
-async def _profiled(pid: int, out: Path | None, seconds: float) -> AsyncIterator[None]:
-    """py-spy (bench/README.md: installed by hand, never a project dependency) sampling
-    the gateway for ``seconds``; nothing when ``out`` is None."""
-    if out is None:
-        yield
-        return
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    proc = await asyncio.create_subprocess_exec(
-        spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-        "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(out),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        yield
-    finally:
-        try:
-            async with asyncio.timeout(30):
-                await proc.wait()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
 def staggered_warmup(nodes: int, span_seconds: float) -> tuple[list[float], list[int]]:
     """When each node's warm-up heartbeat is due (ascending) and whose it is.
 
@@ -216,80 +139,143 @@ def staggered_warmup(nodes: int, span_seconds: float) -> tuple[list[float], list
     return [offsets[i] for i in order], order
 
 
-async def run_benchmark(
-    settings: Settings, seeded: Seeded, db: BenchDatabase, log_path: Path, *, warmup: str = "pass"
-) -> Measured:
-    tokens = [node.session_token for node in seeded.nodes]
-    postmaster = db.postmaster_pid()
+@contextlib.contextmanager
+def tokens_file(tokens: Sequence[str]) -> Any:
+    """The bearer tokens, one a line, for wrk and the reference (removed afterwards)."""
+    with tempfile.NamedTemporaryFile("w", prefix="bench-tokens-", suffix=".txt") as out:
+        out.write("\n".join(tokens) + "\n")
+        out.flush()
+        yield Path(out.name)
+
+
+async def _warm_up(
+    settings: Settings, gateway: gp.Gateway, heartbeats: loadgen.HeartbeatRequests, warmup: str
+) -> loadgen.PhaseResult | None:
+    nodes = len(heartbeats)
+    if warmup == "steady" and settings.rate is not None:
+        span = max(parse_duration(settings.last_seen_debounce), nodes / settings.rate)
+        due, order = staggered_warmup(nodes, span)
+        return await loadgen.run_open(
+            gateway.host,
+            gateway.port,
+            heartbeats.in_order(order),
+            target="heartbeat",
+            connections=settings.connections,
+            rate=nodes / span,
+            duration_seconds=span,
+            due_seconds=due,
+        )
+    if warmup == "none":
+        return None
+    # Each replica caches the sessions it meets, and the kernel picks the replica of a
+    # connection: with 2 replicas, 6 laps leave a node uncached in one with odds 1/64.
+    laps = 1 if settings.processes == 1 else 6
+    return await loadgen.run_closed(
+        gateway.host,
+        gateway.port,
+        heartbeats,
+        target="heartbeat",
+        connections=settings.connections,
+        total=nodes * laps,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _opened(settings: Settings, db: BenchDatabase, log_path: Path) -> AsyncIterator[Any]:
     async with (
-        gp.open_gateway(db.url, settings.gateway_flags(), log_path) as gateway,
+        gp.open_gateway(db.url, settings.gateway_flags(), log_path, settings.processes) as gateway,
         aiohttp.ClientSession() as http,
     ):
         if settings.nice is not None:
-            gp.renice(settings.nice, gateway.pid, postmaster)
-        started = time.monotonic()
-        handshakes = await _handshake_sample(http, gateway.base_url, seeded.nodes, tokens)
-        handshake_seconds = time.monotonic() - started
+            gp.renice(settings.nice, gateway.pid, db.postmaster_pid(), *gateway.pids[1:])
+        yield gateway, http
+
+
+async def _reference(
+    settings: Settings, tokens: Path, postmaster: int, log_path: Path, load: Load
+) -> Measurement:
+    """The same heartbeats against the reference ceiling (as many processes)."""
+    command = gp.reference_command(tokens, settings.loop)
+    async with gp.open_servers(command, log_path, settings.processes) as reference:
+        if settings.nice is not None:
+            gp.renice(settings.nice, reference.pid, postmaster, *reference.pids[1:])
+        requests = loadgen.HeartbeatRequests(reference.host, reference.port, _read(tokens))
+        return await measured_phase(
+            load, reference, postmaster, requests, "heartbeat",
+            profile_path(settings.profile, "reference"),
+        )  # fmt: skip
+
+
+def _read(tokens: Path) -> list[str]:
+    return tokens.read_text(encoding="utf-8").split()
+
+
+async def run_benchmark(
+    settings: Settings,
+    seeded: Seeded,
+    db: BenchDatabase,
+    log_path: Path,
+    *,
+    warmup: str = "pass",
+    admin_token: str = "",
+) -> Measured:
+    tokens = [node.session_token for node in seeded.nodes]
+    postmaster = db.postmaster_pid()
+    async with _opened(settings, db, log_path) as (gateway, http):
+        handshakes = await measure_cpu(
+            gateway.pids, postmaster,
+            _handshake_sample(http, gateway.base_url, seeded.nodes, tokens),
+        )  # fmt: skip
         heartbeats = loadgen.HeartbeatRequests(gateway.host, gateway.port, tokens)
-        warm = None
-        if warmup == "steady" and settings.rate is not None:
-            span = max(parse_duration(settings.last_seen_debounce), len(tokens) / settings.rate)
-            due, order = staggered_warmup(len(tokens), span)
-            warm = await loadgen.run_open(
-                gateway.host,
-                gateway.port,
-                heartbeats.in_order(order),
-                target="heartbeat",
-                connections=settings.connections,
-                rate=len(tokens) / span,
-                duration_seconds=span,
-                due_seconds=due,
-            )
-        elif warmup != "none":
-            warm = await loadgen.run_closed(
-                gateway.host,
-                gateway.port,
-                heartbeats,
-                target="heartbeat",
-                connections=settings.connections,
-                total=len(tokens),
-            )
+        warm = await _warm_up(settings, gateway, heartbeats, warmup)
         rss_after_warmup, _ = gp.rss_mb(gateway.pid)
-        pg_before, reads_before = await asyncio.to_thread(db.settled_counters)
-        metrics_before = await gp.scrape(http, gateway)
-        async with _profiled(gateway.pid, settings.profile, settings.duration_seconds):
-            beat, cpu_beat = await _measure_cpu(
-                gateway, postmaster, _phase(settings, gateway, heartbeats, "heartbeat")
+        with tokens_file(tokens) as tokens_path:
+            load = settings.load(tokens_path)
+            pg_before, reads_before = await asyncio.to_thread(db.settled_counters)
+            metrics_before = await gp.scrape(http, gateway)
+            beat = await measured_phase(
+                load, gateway, postmaster, heartbeats, "heartbeat", settings.profile
             )
-        metrics_after = await gp.scrape(http, gateway)
-        rss_after_beats, _ = gp.rss_mb(gateway.pid)
-        pg_after, reads_after = await asyncio.to_thread(db.settled_counters)
-        ceiling: loadgen.PhaseResult | None = None
-        cpu_ceiling: dict[str, float] = {}
-        if settings.ceiling:
-            healthz = loadgen.healthz_request(gateway.host, gateway.port)
-            profile = settings.profile
-            ceiling_profile = (
-                profile.with_name(f"{profile.stem}.ceiling{profile.suffix}") if profile else None
-            )
-            async with _profiled(gateway.pid, ceiling_profile, settings.duration_seconds):
-                ceiling, cpu_ceiling = await _measure_cpu(
-                    gateway, postmaster, _phase(settings, gateway, healthz, "healthz")
-                )
-        rss_end, rss_peak = gp.rss_mb(gateway.pid)
+            rss_after_beats, _ = gp.rss_mb(gateway.pid)
+            pg_after, reads_after = await asyncio.to_thread(db.settled_counters)
+            # After PostgreSQL's counters settled: a group commit still in flight when the
+            # load stopped is then counted by both (the writer counts once it committed).
+            metrics_after = await gp.scrape(http, gateway)
+            ceiling = reference = None
+            if settings.ceiling:
+                healthz = loadgen.healthz_request(gateway.host, gateway.port)
+                ceiling = await measured_phase(
+                    load, gateway, postmaster, healthz, "healthz",
+                    profile_path(settings.profile, "ceiling"),
+                )  # fmt: skip
+            rss_end, rss_peak = gp.rss_mb(gateway.pid)
+            if settings.ceiling:
+                reference_log = log_path.with_suffix(".reference.log")
+                reference = await _reference(settings, tokens_path, postmaster, reference_log, load)
+    cold: list[dict[str, Any]] = []
+    if settings.cold_paths:
+        cold = await run_cold_paths(
+            seeded, tokens, db.url, settings.gateway_flags(), admin_token, postmaster,
+            log_path.with_suffix(".cold.log"), settings.cold_paths, settings.connections,
+            settings.nice,
+        )  # fmt: skip
     return Measured(
-        handshakes=handshakes,
-        handshake_seconds=handshake_seconds,
+        handshakes=handshakes.value,
+        handshake_seconds=handshakes.seconds,
         warmup=warm,
-        heartbeat=beat,
-        ceiling=ceiling,
+        heartbeat=beat.phase,
+        ceiling=ceiling.phase if ceiling else None,
+        reference=reference.phase if reference else None,
         pg_before=pg_before,
         pg_after=pg_after,
         own_reads=reads_after - reads_before,
         metrics_before=metrics_before,
         metrics_after=metrics_after,
-        cpu_heartbeat=cpu_beat,
-        cpu_ceiling=cpu_ceiling,
+        cpu_heartbeat=beat.cpu,
+        cpu_ceiling=ceiling.cpu if ceiling else {},
+        cpu_reference=reference.cpu if reference else {},
+        cpu_handshakes=handshakes.cpu,
+        cold_paths=cold,
         rss_after_warmup_mb=rss_after_warmup,
         rss_after_heartbeats_mb=rss_after_beats,
         rss_end_mb=rss_end,

@@ -67,9 +67,11 @@ def test_open_loop_run_reports_every_phase(tmp_path: Path) -> None:
 
 def test_closed_loop_without_debounce_writes_every_heartbeat(tmp_path: Path) -> None:
     """With --last-seen-debounce 0 every answered heartbeat was written, in fewer statements."""
+    # The Python generator: it counts every answer, where wrk drops those still in flight.
     report, _ = run_bench(
-        tmp_path, "--max", "--duration", "1s", "--last-seen-debounce", "0", "--warmup", "none"
-    )
+        tmp_path, "--max", "--duration", "1s", "--last-seen-debounce", "0", "--warmup", "none",
+        "--generator", "python",
+    )  # fmt: skip
     beats = report["heartbeats"]
     assert beats["mode"] == "closed"
     assert beats["ok"] == beats["completed"] > 0
@@ -81,3 +83,24 @@ def test_closed_loop_without_debounce_writes_every_heartbeat(tmp_path: Path) -> 
     assert 0 < metrics["last_seen_statements"] < beats["ok"]
     assert report["ceiling"]["mode"] == "closed"
     assert report["throughput_ratio_to_ceiling"] > 0
+
+
+def test_two_replicas_the_reference_ceiling_and_the_cold_paths(tmp_path: Path) -> None:
+    """Two gateway replicas on one port answer every heartbeat, the reference serves the same
+    tokens in the same run, and every cold path is measured call for call."""
+    report, stdout = run_bench(
+        tmp_path, "--max", "--duration", "1s", "--processes", "2", "--cold-paths", "20"
+    )
+    assert report["settings"]["gateway_processes"] == 2
+    beats, reference = report["heartbeats"], report["reference"]
+    assert beats["ok"] == beats["completed"] > 0
+    assert beats["failures"] == 0
+    assert reference["target"] == "heartbeat"
+    assert reference["ok"] == reference["completed"] > 0
+    assert report["throughput_ratio_to_reference"] > 0
+    assert report["cpu_us_per_request"]["reference"]["gateway"] > 0
+    cold = {path["name"]: path for path in report["cold_paths"]}
+    assert set(cold) == {"heartbeat_cache_miss", "handshake", "create_enrollment_code", "register"}
+    assert all(path["ok"] == path["calls"] == 20 for path in cold.values())
+    assert cold["heartbeat_cache_miss"]["session_cache_misses"] == 20
+    assert "cold path register: 20 of 20" in stdout

@@ -106,6 +106,35 @@ async def test_debounce_zero_writes_every_heartbeat(database_url: str) -> None:
     assert value(h.metrics.heartbeats_debounced) == 0
 
 
+async def test_debounce_zero_answers_a_lone_write_without_waiting_for_the_window(
+    database_url: str,
+) -> None:
+    """With the debounce off a lone heartbeat is written at once, not after the flush
+    interval (which is only an upper bound)."""
+    config = make_config(database_url, last_seen_debounce_seconds=0.0, flush_interval_seconds=60)
+    async with open_harness(config) as h:
+        (node,) = await enroll_many(h, database_url, 1)
+        principal = await h.services.auth.resolve_session(node.session_token)
+        async with asyncio.timeout(10):  # far less than the 60 s window
+            await h.services.heartbeats.record(principal, heartbeat_request())
+            await h.services.heartbeats.record(principal, heartbeat_request())
+    assert value(h.metrics.last_seen_statements) == 2
+
+
+async def test_debounce_zero_still_commits_concurrent_writes_together(database_url: str) -> None:
+    """With the debounce off, heartbeats that arrive together still share one UPDATE."""
+    config = make_config(database_url, last_seen_debounce_seconds=0.0, flush_interval_seconds=60)
+    async with open_harness(config) as h:
+        nodes = await enroll_many(h, database_url, 25)
+        principals = [await h.services.auth.resolve_session(n.session_token) for n in nodes]
+        async with asyncio.timeout(10):
+            await asyncio.gather(
+                *(h.services.heartbeats.record(p, heartbeat_request()) for p in principals)
+            )
+    assert value(h.metrics.last_seen_statements) == 1
+    assert value(h.metrics.last_seen_rows_written) == 25
+
+
 async def test_concurrent_heartbeats_share_one_statement(database_url: str) -> None:
     """Concurrent heartbeats that need a write are committed by one UPDATE, and each is
     answered only once its row is durable."""

@@ -45,9 +45,15 @@ JSON = "application/json"
 
 
 def hostile_config(database_url: str) -> Config:
-    """Rate limits so high they never answer first: these tests are about validation."""
+    """Rate limits so high they never answer first: these tests are about validation.
+    The heap is not frozen: Hypothesis checks its PRNG's referrers with gc.get_referrers,
+    which cannot see frozen objects (gateway.heap)."""
     return Config(
-        database_url=database_url, auth_rate=1e6, auth_burst=10**6, node_heartbeat_rate=1e6
+        database_url=database_url,
+        auth_rate=1e6,
+        auth_burst=10**6,
+        node_heartbeat_rate=1e6,
+        gc_freeze=False,
     )
 
 

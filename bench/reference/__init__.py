@@ -1,0 +1,1 @@
+"""The reference ceiling of bench.heartbeats: a minimal aiohttp server (see __main__)."""
