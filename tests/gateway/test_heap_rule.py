@@ -111,11 +111,15 @@ def test_the_observation_can_go_without_the_freeze() -> None:
     """With freezing off every collection is still observed and nothing is frozen."""
     registry, histogram = pauses_histogram()
     kept = [[] for _ in range(2 * FREEZE_MIN_SURVIVORS)]
+    gc.collect()
+    # Not 0: CPython 3.12.1 reports a few hundred frozen objects after a collection even
+    # when nothing was frozen (3.11 and 3.13 report 0).
+    frozen_before = gc.get_freeze_count()
     with open_heap_watch(histogram, freeze=False) as watch:
         gc.collect()
         gc.collect()
     assert len(kept) and watch.freezes == 0
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == frozen_before
     assert count(registry) == 2
 
 
