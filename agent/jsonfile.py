@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import cattrs
 
-from fleetwire.codec import format_timestamp
+from fleetwire.scalars import format_timestamp
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from agent.runtime import InThread, Runtime
 from agent.session import handshake
 from agent.state import State
 from agent.statedir import StateDir, StateStore
-from fleetwire.codec import format_timestamp
+from fleetwire.scalars import format_timestamp
 
 logger = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from agent.runtime import InThread, WallClock
 from agent.state import Session, State
 from agent.statedir import StateDir
 from fleetwire import messages as m
-from fleetwire.codec import format_timestamp
 from fleetwire.codes import Code
 from fleetwire.procedures import BEGIN_AUTH_HANDSHAKE, COMPLETE_AUTH_HANDSHAKE
+from fleetwire.scalars import format_timestamp
 from fleetwire.validators import FieldError
 
 logger = logging.getLogger(__name__)

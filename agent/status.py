@@ -17,8 +17,8 @@ from agent.healthfile import HealthUnreadable, daemon_runs, read_health
 from agent.runtime import Runtime
 from agent.state import State
 from agent.statedir import StateDir, StateStore
-from fleetwire.codec import format_timestamp
 from fleetwire.durations import format_duration
+from fleetwire.scalars import format_timestamp
 
 logger = logging.getLogger(__name__)
 

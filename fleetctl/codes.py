@@ -12,9 +12,9 @@ from fleetctl.context import Context
 from fleetctl.errors import UsageError
 from fleetctl.output import api_json
 from fleetctl.table import ABSENT, ago, label, relative, render
-from fleetwire import codec
 from fleetwire import messages as m
 from fleetwire import procedures as p
+from fleetwire import scalars
 from fleetwire.durations import format_duration
 
 HEADERS = ("ID", "CREATED", "EXPIRES", "PRE-APPROVED", "USES", "STATE")
@@ -60,7 +60,7 @@ class CreateCode:
             kind = "confirmation code (1 use; confirm the node with `fleetctl confirm`)"
         expires = response.expires_at
         until = (
-            f"{codec.format_timestamp(expires)} ({relative(expires, ctx.clock.now())})"
+            f"{scalars.format_timestamp(expires)} ({relative(expires, ctx.clock.now())})"
             if expires
             else "?"
         )

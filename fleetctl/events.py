@@ -18,9 +18,9 @@ import attrs
 from fleetctl.context import Context
 from fleetctl.errors import Unreachable, describe, is_transient
 from fleetctl.output import api_json
-from fleetwire import codec
 from fleetwire import messages as m
 from fleetwire import procedures as p
+from fleetwire import scalars
 from fleetwire.codes import ConnectError
 from fleetwire.durations import format_duration
 
@@ -28,7 +28,7 @@ LINE_FORMAT = "<occurredAt RFC3339>  <eventId> node=<fleetNodeId> <KIND>"
 
 
 def event_line(event: m.FleetNodeEvent) -> str:
-    occurred = codec.format_timestamp(event.occurred_at) if event.occurred_at else "-"
+    occurred = scalars.format_timestamp(event.occurred_at) if event.occurred_at else "-"
     kind = event.kind.name.removeprefix("FLEET_NODE_EVENT_KIND_")
     return f"{occurred}  {event.event_id} node={event.fleet_node_id} {kind}"
 

@@ -14,11 +14,9 @@ in its wire spelling, e.g. ``identityPubkey: must be exactly 32 bytes``.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime
 import enum
 import json
-import re
 import types
 from collections.abc import Callable
 from typing import Any, TypeVar, Union, get_args, get_origin
@@ -26,16 +24,12 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 import attrs
 import cattrs
 
+from fleetwire import scalars
 from fleetwire.messages import Int32, Int64
-from fleetwire.validators import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, FieldError
+from fleetwire.scalars import format_timestamp
+from fleetwire.validators import FieldError
 
 T = TypeVar("T")
-
-# Sign, leading zeros, then at most 19 significant digits: anything longer is out of
-# int64 range, and never reaches int(), whose digit limit error would quote internals.
-_DECIMAL = re.compile(r"-?0*([0-9]*)")
-_MAX_INT64_DIGITS = 19
-_BASE64 = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}")
 
 
 class DecodeError(ValueError):
@@ -45,97 +39,6 @@ class DecodeError(ValueError):
 def snake_to_camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
-
-
-# --- scalars -----------------------------------------------------------------------
-
-
-def _integer(value: object, minimum: int, maximum: int) -> int:
-    if isinstance(value, bool):
-        raise ValueError("must be an integer")
-    if isinstance(value, str):
-        decimal = _DECIMAL.fullmatch(value)
-        if decimal is None or value in ("", "-"):
-            raise ValueError("must be an integer")
-        digits = decimal.group(1) or "0"
-        if len(digits) > _MAX_INT64_DIGITS:
-            raise ValueError("is out of range")
-        number = -int(digits) if value.startswith("-") else int(digits)
-    elif isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    else:
-        raise ValueError("must be an integer")
-    if not minimum <= number <= maximum:
-        raise ValueError("is out of range")
-    return number
-
-
-def _structure_int64(value: object, _: type) -> int:
-    return _integer(value, INT64_MIN, INT64_MAX)
-
-
-def _structure_int32(value: object, _: type) -> int:
-    return _integer(value, INT32_MIN, INT32_MAX)
-
-
-def _structure_str(value: object, _: type) -> str:
-    if not isinstance(value, str):
-        raise ValueError("must be a string")
-    return value
-
-
-def _structure_bool(value: object, _: type) -> bool:
-    # proto3 JSON: true or false (the strings too, as protobuf's own parsers accept them).
-    if isinstance(value, bool):
-        return value
-    if value in ("true", "false"):
-        return value == "true"
-    raise ValueError("must be true or false")
-
-
-def _structure_bytes(value: object, _: type) -> bytes:
-    if not isinstance(value, str) or not _BASE64.fullmatch(value):
-        raise ValueError("must be base64")
-    text = value.rstrip("=").replace("-", "+").replace("_", "/")
-    if len(text) % 4 == 1:
-        raise ValueError("must be base64")
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("must be base64") from exc
-
-
-def _structure_timestamp(value: object, _: type) -> datetime.datetime:
-    if not isinstance(value, str) or len(value) < 20 or value[10] not in "Tt":
-        raise ValueError("must be an RFC 3339 timestamp")
-    try:
-        parsed = datetime.datetime.fromisoformat(value.upper())
-    except ValueError as exc:
-        raise ValueError("must be an RFC 3339 timestamp") from exc
-    if parsed.tzinfo is None:
-        raise ValueError("must be an RFC 3339 timestamp with a time zone")
-    try:
-        return parsed.astimezone(datetime.UTC)
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-        raise ValueError("is out of range") from None
-
-
-def _structure_enum(value: object, cls: type[enum.Enum]) -> enum.Enum:
-    try:
-        if isinstance(value, str):
-            return cls[value]
-        if isinstance(value, int) and not isinstance(value, bool):
-            return cls(value)
-    except (KeyError, ValueError):
-        pass
-    raise ValueError(f"must be one of {', '.join(cls.__members__)}")
-
-
-def format_timestamp(value: datetime.datetime) -> str:
-    utc = value.astimezone(datetime.UTC).replace(tzinfo=None)
-    return utc.isoformat(timespec="microseconds" if utc.microsecond else "seconds") + "Z"
 
 
 # --- messages ------------------------------------------------------------------
@@ -301,14 +204,14 @@ def _is_tuple(type_: Any) -> bool:
 
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(detailed_validation=False)
-    converter.register_structure_hook(Int64, _structure_int64)
-    converter.register_structure_hook(Int32, _structure_int32)
-    converter.register_structure_hook(str, _structure_str)
-    converter.register_structure_hook(bool, _structure_bool)
-    converter.register_structure_hook(bytes, _structure_bytes)
-    converter.register_structure_hook(datetime.datetime, _structure_timestamp)
+    converter.register_structure_hook(Int64, scalars.structure_int64)
+    converter.register_structure_hook(Int32, scalars.structure_int32)
+    converter.register_structure_hook(str, scalars.structure_str)
+    converter.register_structure_hook(bool, scalars.structure_bool)
+    converter.register_structure_hook(bytes, scalars.structure_bytes)
+    converter.register_structure_hook(datetime.datetime, scalars.structure_timestamp)
     converter.register_structure_hook_func(
-        lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _structure_enum
+        lambda t: isinstance(t, type) and issubclass(t, enum.Enum), scalars.structure_enum
     )
     converter.register_structure_hook_func(_is_tuple, _structure_sequence(converter))
     converter.register_structure_hook_factory(attrs.has, _make_structure(converter))

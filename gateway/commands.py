@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 
-from fleetwire.codec import format_timestamp
+from fleetwire.scalars import format_timestamp
 from fleetwire.validators import INT64_MAX
 from gateway import secrets, server
 from gateway.cli_config import Command, Invocation
