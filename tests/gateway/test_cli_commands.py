@@ -212,6 +212,22 @@ def test_port_in_use_is_a_clear_error(
     assert "Traceback" not in done.stderr
 
 
+def unauthenticated_calls(port: int, times: int) -> list[int]:
+    """The HTTP statuses of ``times`` UploadEvents calls without credentials, each on a new
+    connection."""
+    url = f"http://127.0.0.1:{port}/fleetnodegateway.v1.FleetNodeGatewayService/UploadEvents"
+    statuses = []
+    for _ in range(times):
+        request = urllib.request.Request(
+            url, data=b"{}", headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as answered:
+            urllib.request.urlopen(request, timeout=10)
+        statuses.append(answered.value.code)
+        answered.value.close()
+    return statuses
+
+
 def test_reuse_port_lets_two_serve_processes_share_a_port(database_url: str) -> None:
     """With --reuse-port (or FLEET_REUSE_PORT=true) two serve processes listen on one port
     and the kernel spreads new connections over both; a third without it is refused."""
@@ -238,15 +254,7 @@ def test_reuse_port_lets_two_serve_processes_share_a_port(database_url: str) -> 
         assert refused.returncode == 1 and "cannot listen" in refused.stderr
 
         # Each new connection lands on one of the two (by its address hash): both answer.
-        url = f"http://127.0.0.1:{port}/fleetnodegateway.v1.FleetNodeGatewayService/UploadEvents"
-        for _ in range(40):
-            request = urllib.request.Request(
-                url, data=b"{}", headers={"Content-Type": "application/json"}
-            )
-            with pytest.raises(urllib.error.HTTPError) as answered:
-                urllib.request.urlopen(request, timeout=10)
-            assert answered.value.code == 401
-            answered.value.close()
+        assert unauthenticated_calls(port, 40) == [401] * 40
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         assert [proc.wait(timeout=30) for proc in procs] == [0, 0]
@@ -310,14 +318,7 @@ def test_each_replica_on_a_shared_port_is_scraped_on_its_own_metrics_port(
             metrics_ports.append(int(found.group(2)))
         assert len({port, *metrics_ports}) == 3
 
-        url = f"http://127.0.0.1:{port}/fleetnodegateway.v1.FleetNodeGatewayService/UploadEvents"
-        for _ in range(40):
-            request = urllib.request.Request(
-                url, data=b"{}", headers={"Content-Type": "application/json"}
-            )
-            with pytest.raises(urllib.error.HTTPError) as answered:
-                urllib.request.urlopen(request, timeout=10)
-            answered.value.close()
+        assert unauthenticated_calls(port, 40) == [401] * 40
         counted = [requests_counted(mp, "UploadEvents") for mp in metrics_ports]
         assert sum(counted) == 40 and all(counted), counted
     finally:
